@@ -1,0 +1,3 @@
+from junction.cli import app
+
+app()

@@ -1,0 +1,94 @@
+"""The ``junction`` command line. Every command reads the same settings as ``serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from junction.platform.auth import Scope, create_api_key
+from junction.platform.db import Database
+from junction.platform.migrations import upgrade_to_head
+from junction.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Junction: one service, five systems.")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Web processes.")] = 1,
+) -> None:
+    """Run the HTTP API (migrations are applied on start)."""
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    if workers > 1:
+        # Migrate once here rather than in every worker at the same moment.
+        asyncio.run(Database(settings).wait_until_reachable(settings.database_startup_attempts))
+        upgrade_to_head(settings)
+        os.environ["JUNCTION_MIGRATE_ON_START"] = "false"
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    console.print(
+        f"[bold]Junction[/] on http://{shown_host}:{port}  "
+        f"API docs: http://{shown_host}:{port}/docs  database: {settings.masked()['database_url']}"
+    )
+    uvicorn.run(
+        "junction.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending database migration."""
+    settings = get_settings()
+    upgrade_to_head(settings)
+    console.print(f"Database at {settings.masked()['database_url']} is up to date.")
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings, secrets masked."""
+    table = Table("setting", "value", "environment variable")
+    for name, value in get_settings().masked().items():
+        table.add_row(name, str(value), f"JUNCTION_{name.upper()}")
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[Scope], typer.Option("--scope", "-s", help="Repeat for several scopes.")],
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "unnamed",
+) -> None:
+    """Create an API key; it is printed once and cannot be shown again."""
+
+    async def create() -> str:
+        database = Database(get_settings())
+        try:
+            async with database.transaction() as session:
+                _, plain = await create_api_key(session, name, scope)
+        finally:
+            await database.dispose()
+        return plain
+
+    plain = asyncio.run(create())
+    console.print(
+        f"Scopes: {', '.join(sorted(s.value for s in scope))}. Keep this key; it is shown once:"
+    )
+    print(plain)

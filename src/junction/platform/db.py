@@ -1,0 +1,204 @@
+"""Engines, sessions and the declarative base shared by every domain.
+
+SQLite allows one writer at a time. A deferred transaction that reads first and writes
+later can fail at once with "database is locked" (SQLite cannot wait for a lock it might
+deadlock on), so Junction keeps a one-writer discipline:
+
+* writes go through ``Database.write_engine``, whose transactions start with
+  ``BEGIN IMMEDIATE`` (the write lock is taken up front, waited for with ``busy_timeout``),
+  and whose pool holds a single connection, so writers in one process queue in the pool
+  (an asyncio wait) instead of spinning on the lock;
+* reads go through ``Database.read_engine`` with plain deferred transactions; in WAL mode
+  they never block the writer and never wait for it.
+
+On PostgreSQL both names point at the same pooled engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+from junction.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are refused: pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """The engines and session factories of one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.is_sqlite = settings.is_sqlite
+        if self.is_sqlite:
+            self.write_engine = _sqlite_engine(settings, immediate=True)
+            self.read_engine = _sqlite_engine(settings, immediate=False)
+        else:
+            self.write_engine = self.read_engine = _postgres_engine(settings)
+        self.write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write session that commits once when the block ends, or rolls back."""
+        async with self.write_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        async with self.read_sessions() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self.read_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def wait_until_reachable(self, attempts: int, first_delay: float = 0.5) -> None:
+        """Retry the first connection with exponential backoff, logging each attempt."""
+        delay = first_delay
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.ping()
+            except Exception as exc:
+                if attempt == attempts:
+                    raise
+                log.warning(
+                    "database unreachable, retrying",
+                    attempt=attempt,
+                    attempts=attempts,
+                    retry_in_seconds=round(delay, 2),
+                    error=str(exc),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            else:
+                log.info("database reachable", attempt=attempt)
+                return
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+
+def _postgres_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {
+                "statement_timeout": str(settings.database_statement_timeout_ms),
+                "timezone": "UTC",
+                "application_name": "junction",
+            }
+        },
+    )
+
+
+def _sqlite_engine(settings: Settings, *, immediate: bool) -> AsyncEngine:
+    path = settings.sqlite_path
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=1 if immediate else max(settings.database_pool_size, 1),
+        max_overflow=0 if immediate else settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
+    busy_timeout_ms = settings.sqlite_busy_timeout_ms
+    synchronous = settings.sqlite_synchronous.value
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+        # The driver's own transaction handling would hide BEGIN from us.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def database_of(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with database_of(request).transaction() as session:
+        yield session
+
+
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with database_of(request).reading() as session:
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a client never
+# sees a success for a write that then fails to commit.
+DbSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
+ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]

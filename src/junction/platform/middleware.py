@@ -1,0 +1,144 @@
+"""The request middleware: request ids, the access log, HTTP metrics and body guards.
+
+Written as one pure ASGI middleware rather than assembled from libraries
+(asgi-correlation-id, starlette-exporter, a body-limit package): each of those wraps
+``send`` and ``receive`` again on the hot path, and the access log, the metrics and the
+request id all need the same three facts (route template, status, duration).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from junction.platform.errors import PayloadTooLarge, error_body
+from junction.platform.metrics import observe_request
+
+log = structlog.get_logger("junction.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data")
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        body_limit_for: Callable[[str], int | None] | None = None,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.body_limit_for = body_limit_for or (lambda path: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = _accepted_request_id(headers.get(REQUEST_ID_HEADER))
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            rejection = self._reject_body(scope, headers)
+            if rejection is not None:
+                status = rejection[0]
+                await _send_error(send_with_request_id, *rejection)
+            else:
+                limit = self.body_limit_for(scope["path"]) or self.max_body_bytes
+                await self.app(scope, _limited(receive, limit), send_with_request_id)
+        finally:
+            duration = time.perf_counter() - started
+            route = route_template(scope)
+            observe_request(scope["method"], route, status, duration)
+            log.info(
+                "request",
+                method=scope["method"],
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(duration * 1000, 2),
+            )
+            structlog.contextvars.clear_contextvars()
+
+    def _reject_body(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
+        if scope["method"] not in _BODY_METHODS:
+            return None
+        length = headers.get("content-length")
+        has_body = "transfer-encoding" in headers or (length not in (None, "0"))
+        if not has_body:
+            return None
+        limit = self.body_limit_for(scope["path"]) or self.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return 413, f"Request body is larger than the limit of {limit} bytes"
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if not _accepted_media_type(media_type):
+            shown = media_type or "none"
+            return 415, (
+                f"Content-Type {shown} is not supported; send {' or '.join(ACCEPTED_MEDIA_TYPES)}"
+            )
+        return None
+
+
+def _accepted_media_type(media_type: str) -> bool:
+    return media_type in ACCEPTED_MEDIA_TYPES or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _accepted_request_id(candidate: str | None) -> str:
+    if candidate and _VALID_REQUEST_ID.match(candidate):
+        return candidate
+    return uuid.uuid4().hex
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count streamed body bytes too: Content-Length may be absent or a lie."""
+    received = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+        return message
+
+    return receive_within_limit
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps(error_body([message])).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

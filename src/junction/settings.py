@@ -1,0 +1,161 @@
+"""Junction's settings, read from the environment (``JUNCTION_`` prefix).
+
+Conventional names are accepted too where an ecosystem has one (``DATABASE_URL``,
+``REDIS_URL``). Every setting has a safe default for the embedded mode; production mode
+refuses to start while a secret still has its development default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET_KEY = "junction-development-secret-key-change-me"  # noqa: S105
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/junction.db"
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class SqliteSynchronous(StrEnum):
+    """FULL survives power loss; NORMAL (in WAL mode) survives any process crash."""
+
+    full = "FULL"
+    normal = "NORMAL"
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+def _env_alias(name: str, *conventional: str) -> AliasChoices:
+    return AliasChoices(f"JUNCTION_{name.upper()}", *conventional)
+
+
+def normalize_database_url(url: str) -> str:
+    """Give a plain ``postgres://`` or ``sqlite://`` URL its async driver."""
+    for prefix, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(prefix):
+            return driver + url.removeprefix(prefix)
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JUNCTION_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Environment = Environment.development
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    shutdown_grace_seconds: float = Field(
+        default=30.0, gt=0, description="How long in-flight work may finish after SIGTERM."
+    )
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=_env_alias("database_url", "DATABASE_URL"),
+    )
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    database_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.full
+    database_startup_attempts: int = Field(default=30, ge=1)
+    migrate_on_start: bool = True
+
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=_env_alias("redis_url", "REDIS_URL")
+    )
+
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.auto
+
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: {"default": "600/minute", "write": "120/minute"},
+        description="Limits per route group, in the `limits` library's notation.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_has_async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_redis_url_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        if self.env is Environment.production and (
+            self.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY
+        ):
+            raise ValueError(
+                "JUNCTION_SECRET_KEY still has its development default; "
+                "set a secret of your own before running in production"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[1]
+        return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format is LogFormat.auto:
+            return self.env is Environment.production
+        return self.log_format is LogFormat.json
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings, secrets and URL passwords masked, for display."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = mask_url(value.get_secret_value()) if "url" in name else "********"
+            elif isinstance(value, str) and "url" in name:
+                value = mask_url(value)
+            shown[name] = value
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in ``scheme://user:password@host``."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

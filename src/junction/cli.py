@@ -42,15 +42,20 @@ def serve(
         f"[bold]Junction[/] on http://{shown_host}:{port}  "
         f"API docs: http://{shown_host}:{port}/docs  database: {settings.masked()['database_url']}"
     )
+    run_server("junction.app:create_app", host=host, port=port, workers=workers)
+
+
+def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> None:
+    """uvicorn with Junction's logging; SIGTERM lets in-flight requests finish first."""
     uvicorn.run(
-        "junction.app:create_app",
+        app_factory,
         factory=True,
         host=host,
         port=port,
         workers=workers,
         log_config=None,
         proxy_headers=True,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=int(get_settings().shutdown_grace_seconds),
     )
 
 

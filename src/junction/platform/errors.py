@@ -2,7 +2,8 @@
 
 Domain code raises a ``JunctionError`` subclass, which carries its own status code; the
 handlers here turn it, FastAPI's validation errors and Starlette's HTTP errors into that
-shape. Unexpected exceptions become a bare 500 that names only the request id.
+shape. Unexpected exceptions become a bare 500 that names only the request id, in
+``junction.platform.middleware``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-log = structlog.get_logger(__name__)
 
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -123,14 +121,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, [detail], exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    request_id = request.scope.get("state", {}).get("request_id", "unknown")
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(500, [f"Internal server error (request id {request_id})"])
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JunctionError, _junction_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)

@@ -12,13 +12,13 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from junction.platform.errors import PayloadTooLarge, error_body
+from junction.platform.errors import error_body
 from junction.platform.metrics import observe_request
 
 log = structlog.get_logger("junction.access")
@@ -57,22 +57,38 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        started_response = refused = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
+            if refused:  # we already answered 413 while the app was reading the body
+                return
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
+
+        async def refuse_oversized_body(message: str) -> None:
+            nonlocal refused
+            await _send_error(send_with_request_id, 413, message)
+            refused = True
 
         try:
             rejection = self._reject_body(scope, headers)
             if rejection is not None:
-                status = rejection[0]
                 await _send_error(send_with_request_id, *rejection)
             else:
                 limit = self.body_limit_for(scope["path"]) or self.max_body_bytes
-                await self.app(scope, _limited(receive, limit), send_with_request_id)
+                receive = _limited(receive, limit, refuse_oversized_body)
+                await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            # Here rather than in an exception handler: Starlette runs those outside
+            # user middleware, where the request id is no longer bound.
+            log.exception("unhandled error")
+            if not started_response:
+                await _send_error(
+                    send_with_request_id, 500, f"Internal server error (request id {request_id})"
+                )
         finally:
             duration = time.perf_counter() - started
             route = route_template(scope)
@@ -118,8 +134,12 @@ def _accepted_request_id(candidate: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """Count streamed body bytes too: Content-Length may be absent or a lie."""
+def _limited(receive: Receive, limit: int, refuse: Callable[[str], Awaitable[None]]) -> Receive:
+    """Count streamed body bytes too: Content-Length may be absent or a lie.
+
+    Past the limit the client gets 413 and the app sees the client disconnect, so no
+    framework code in between can turn the refusal into a different error.
+    """
     received = 0
 
     async def receive_within_limit() -> Message:
@@ -128,7 +148,8 @@ def _limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+                await refuse(f"Request body is larger than the limit of {limit} bytes")
+                return {"type": "http.disconnect"}
         return message
 
     return receive_within_limit

@@ -1,0 +1,106 @@
+"""The database layer: SQLite pragmas, one commit per request, migrations."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, inspect, select, text
+from typer.testing import CliRunner
+
+from junction.cli import app as cli
+from junction.platform.auth import ApiKey, Scope, create_api_key
+from junction.platform.db import Database, DbSession
+from junction.settings import Settings, get_settings
+
+
+@pytest.fixture
+def app(app: FastAPI) -> FastAPI:
+    @app.post("/test/keys", status_code=201)
+    async def add_key(session: DbSession, fail: bool = False) -> dict[str, str]:
+        api_key, _ = await create_api_key(session, "from-request", [Scope.read])
+        if fail:
+            raise RuntimeError("failure after the write")
+        return {"id": api_key.id}
+
+    return app
+
+
+async def _count_keys(settings: Settings) -> int:
+    database = Database(settings)
+    try:
+        async with database.reading() as session:
+            return int(await session.scalar(select(func.count()).select_from(ApiKey)) or 0)
+    finally:
+        await database.dispose()
+
+
+async def test_request_session_commits_before_answering(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await client.post("/test/keys")
+    assert response.status_code == 201
+    assert await _count_keys(settings) == 1
+
+
+async def test_request_session_rolls_back_on_error(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await client.post("/test/keys", params={"fail": "true"})
+    assert response.status_code == 500
+    assert await _count_keys(settings) == 0
+
+
+async def test_sqlite_connections_are_configured(settings: Settings) -> None:
+    if not settings.is_sqlite:
+        pytest.skip("SQLite pragmas")
+    database = Database(settings)
+    try:
+        async with database.write_engine.connect() as connection:
+            pragmas = {
+                name: (await connection.execute(text(f"PRAGMA {name}"))).scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+            }
+    finally:
+        await database.dispose()
+    assert pragmas == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 30_000,
+        "synchronous": 2,
+    }
+
+
+async def test_constraints_follow_the_naming_convention(settings: Settings) -> None:
+    database = Database(settings)
+    try:
+        async with database.read_engine.connect() as connection:
+            pk = await connection.run_sync(lambda sync: inspect(sync).get_pk_constraint("api_keys"))
+    finally:
+        await database.dispose()
+    if not settings.is_sqlite:  # SQLite does not keep primary-key names
+        assert pk["name"] == "pk_api_keys"
+    assert pk["constrained_columns"] == ["id"]
+
+
+def test_migrate_command_builds_a_fresh_database(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "nested" / "fresh.db"
+    monkeypatch.setenv("JUNCTION_DATABASE_URL", f"sqlite:///{path}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["migrate"])
+        again = CliRunner().invoke(cli, ["migrate"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert again.exit_code == 0, again.output
+    assert path.exists()
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"api_keys", "alembic_version"} <= tables

@@ -1,0 +1,83 @@
+"""/up, /health and /ready, including readiness while dependencies are down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+
+from junction.app import create_app
+from junction.settings import LogFormat, Settings
+from tests.support.live import free_port
+
+
+async def test_liveness_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/up")).status_code == 200
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+
+
+async def test_not_ready_while_the_database_is_down(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unreachable = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"
+    down = settings.model_copy(
+        update={
+            "database_url": unreachable,
+            "database_startup_attempts": 3,
+            "redis_url": None,
+            "log_format": LogFormat.json,
+        }
+    )
+    app = create_app(down)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/health")).status_code == 200
+            response = await client.get("/ready")
+            assert response.status_code == 503
+            errors = response.json()["errors"]
+            assert len(errors) == 1
+            assert errors[0].startswith("database: unavailable")
+            await asyncio.sleep(1.8)  # two retries: 0.5 s, then 1 s
+    retries = [
+        json.loads(line)
+        for line in capsys.readouterr().err.splitlines()
+        if "database unreachable, retrying" in line
+    ]
+    assert [line["attempt"] for line in retries] == [1, 2]
+
+
+async def test_not_ready_until_migrations_are_applied(settings: Settings) -> None:
+    app = create_app(settings)
+    async with LifespanManager(app):
+        while not app.state.startup.migrated:
+            await asyncio.sleep(0.01)
+        app.state.startup.migrated = False
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "migrations not applied yet"
+
+
+async def test_not_ready_while_redis_is_down(settings: Settings) -> None:
+    down = settings.model_copy(
+        update={"redis_url": SecretStr(f"redis://127.0.0.1:{free_port()}/0")}
+    )
+    app = create_app(down)
+    async with LifespanManager(app):
+        while not app.state.startup.migrated:
+            await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "ok"
+    assert response.json()["errors"][0].startswith("redis: unavailable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 
 import httpx
@@ -85,6 +86,6 @@ async def test_cli_creates_a_hashed_key_once(client: httpx.AsyncClient, settings
         await database.dispose()
     assert stored.name == "ci"
     assert stored.scopes == ["read", "write"]
-    assert plain not in stored.key_hash and stored.key_hash != plain
+    assert stored.key_hash == hashlib.sha256(plain.encode()).hexdigest()
     response = await client.post("/test/things", headers={"Authorization": f"Bearer {plain}"})
     assert response.json() == {"created_by": stored.id}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -47,6 +49,9 @@ def serve(
 
 def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> None:
     """uvicorn with Junction's logging; SIGTERM lets in-flight requests finish first."""
+    # uvicorn re-raises the signal it caught once it has shut down; a shutdown that
+    # finished cleanly should exit 0, as process supervisors expect.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         app_factory,
         factory=True,
@@ -57,6 +62,10 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
         proxy_headers=True,
         timeout_graceful_shutdown=int(get_settings().shutdown_grace_seconds),
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 @app.command()

@@ -53,6 +53,7 @@ def settings(migrated_database_url: str, tmp_path: Path) -> Settings:
         migrate_on_start=False,
         database_startup_attempts=1,
         log_format="console",
+        run_embedded_worker=False,
     )
 
 

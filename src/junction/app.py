@@ -17,6 +17,11 @@ from junction.platform.docs import install_docs
 from junction.platform.errors import install_error_handlers
 from junction.platform.health import StartupState
 from junction.platform.health import router as health_router
+from junction.platform.jobs import api as jobs_api
+from junction.platform.jobs.metrics import refresh_job_stats_forever
+from junction.platform.jobs.models import Job, Schedule
+from junction.platform.jobs.registry import load_job_modules
+from junction.platform.jobs.runtime import JobRuntime
 from junction.platform.logging import configure_logging
 from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
@@ -26,7 +31,7 @@ from junction.settings import Settings, get_settings
 log = structlog.get_logger(__name__)
 
 # Every model, so that Base.metadata (which Alembic compares against) knows each table.
-MODELS = (auth.ApiKey,)
+MODELS = (auth.ApiKey, Job, Schedule)
 metadata = Base.metadata
 
 API_DESCRIPTION = """
@@ -57,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
+    app.include_router(jobs_api.router)
+    load_job_modules(settings.job_modules)
     return app
 
 
@@ -69,13 +76,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = Redis.from_url(redis_url) if redis_url else None
     app.state.rate_limiter = RateLimiter(settings.rate_limits, redis_url)
     app.state.startup = StartupState()
+    app.state.jobs = None
     preparing = asyncio.create_task(_prepare_database(app))
+    job_stats = asyncio.create_task(
+        refresh_job_stats_forever(database, settings.job_metrics_refresh_seconds)
+    )
     try:
         yield
     finally:
         preparing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await preparing
+        job_stats.cancel()
+        for task in (preparing, job_stats):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if app.state.jobs is not None:
+            # Running jobs get the grace period, then go back to the queue.
+            await app.state.jobs.shutdown()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await database.dispose()
@@ -93,6 +109,9 @@ async def _prepare_database(app: FastAPI) -> None:
             await asyncio.to_thread(upgrade_to_head, settings)
             log.info("migrations applied")
         startup.migrated = True
+        if settings.run_embedded_worker:
+            app.state.jobs = JobRuntime(database, settings)
+            app.state.jobs.start()
     except asyncio.CancelledError:
         raise
     except Exception:

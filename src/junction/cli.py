@@ -15,12 +15,16 @@ from rich.table import Table
 
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
+from junction.platform.jobs import cli as jobs_cli
 from junction.platform.migrations import upgrade_to_head
 from junction.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Junction: one service, five systems.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.command()(jobs_cli.worker)
+app.command()(jobs_cli.scheduler)
 console = Console()
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "junction-development-secret-key-change-me"  # noqa: S105
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/junction.db"
@@ -95,6 +95,38 @@ class Settings(BaseSettings):
         default_factory=lambda: {"default": "600/minute", "write": "120/minute"},
         description="Limits per route group, in the `limits` library's notation.",
     )
+
+    run_embedded_worker: bool = Field(
+        default=True, description="`junction serve` also runs a job worker and the scheduler."
+    )
+    job_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules imported at start that register job handlers and schedules.",
+    )
+    job_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["sync", "default"],
+        description="Queues a worker serves, highest priority first; `name:N` sets concurrency.",
+    )
+    job_concurrency: int = Field(default=5, ge=1, description="Jobs run at once, per queue.")
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    job_poll_seconds: float = Field(default=1.0, gt=0, description="Fallback poll interval.")
+    job_retention_days: float = Field(default=7.0, gt=0, description="Finished jobs kept.")
+    job_prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    job_metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("job_modules", "job_queues", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.job_heartbeat_seconds >= self.job_lease_seconds:
+            raise ValueError("job_heartbeat_seconds must be shorter than job_lease_seconds")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -12,12 +12,16 @@ deadlock on), so Junction keeps a one-writer discipline:
   they never block the writer and never wait for it.
 
 On PostgreSQL both names point at the same pooled engine.
+
+``run_after_commit`` runs a callback once the session's transaction has committed (and
+never after a rollback): wake-ups and broadcasts must not announce a write that did not
+happen.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,7 +36,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
@@ -74,6 +78,34 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_AFTER_COMMIT = "junction.after_commit"
+
+
+def run_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call ``callback`` after the session's current transaction commits; drop it on rollback.
+
+    The callback runs in the event loop's thread, so it may set an ``asyncio.Event``; it
+    must not block. A savepoint rolled back inside a committed transaction does not drop
+    it, so a callback should tolerate running when nothing it waited for happened.
+    """
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit_callbacks(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit_callbacks(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 class Database:

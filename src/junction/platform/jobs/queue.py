@@ -1,0 +1,400 @@
+"""The job table's operations: enqueue, claim, heartbeat, complete, fail, release, reap.
+
+Every function takes the caller's session and only reads or writes rows; the caller
+commits. Enqueue therefore joins the caller's transaction (the job exists if and only if
+that commits), and a worker folds its completions and its next claim into one write
+transaction, which on SQLite (one writer at a time) is what keeps throughput up.
+
+Ownership: a claim stamps ``locked_by`` and ``lease_expires_at``; every later write by a
+worker is guarded by ``locked_by = <its id>``, so a worker whose lease expired and whose
+job was handed to another worker changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from junction.platform.db import run_after_commit, utcnow
+from junction.platform.errors import Conflict, NotFound
+from junction.platform.jobs.models import Job, JobState
+from junction.platform.jobs.registry import JobRegistry, registry
+
+NOTIFY_CHANNEL = "junction_jobs"
+KEPT_ERRORS = 20
+
+jobs = cast(Table, Job.__table__)
+
+# Workers of this process wait on these; enqueue sets them after its transaction commits.
+_local_wakeups: set[asyncio.Event] = set()
+
+
+def add_local_wakeup(event: asyncio.Event) -> None:
+    _local_wakeups.add(event)
+
+
+def remove_local_wakeup(event: asyncio.Event) -> None:
+    _local_wakeups.discard(event)
+
+
+def wake_local_workers() -> None:
+    for event in _local_wakeups:
+        event.set()
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    created: bool
+    """False when a job with the same unique key was queued or running: this is its id."""
+
+
+async def enqueue(
+    session: AsyncSession,
+    name: str,
+    payload: Any = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    delay_seconds: float | None = None,
+    max_attempts: int | None = None,
+    timeout_seconds: float | None = None,
+    unique_key: str | None = None,
+    created_by: str | None = None,
+    jobs_registry: JobRegistry = registry,
+) -> Enqueued:
+    """Add a job in the caller's transaction; defaults come from the handler's registration.
+
+    With ``unique_key``, a job holding that key while queued or running absorbs this one:
+    its id comes back with ``created=False``.
+    """
+    definition = jobs_registry.get(name)
+    now = utcnow()
+    values = {
+        "name": name,
+        "payload": payload,
+        "queue": queue or definition.queue,
+        "priority": definition.priority if priority is None else priority,
+        "state": JobState.queued.value,
+        "attempts": 0,
+        "max_attempts": max_attempts or definition.max_attempts,
+        "timeout_seconds": timeout_seconds or definition.timeout_seconds,
+        "unique_key": unique_key,
+        "created_by": created_by,
+        "run_at": run_at or now + timedelta(seconds=delay_seconds or 0),
+        "created_at": now,
+        "errors": [],
+    }
+    job_id = await _insert(session, values)
+    while job_id is None:
+        assert unique_key is not None
+        job_id = await _active_job_with_key(session, unique_key)
+        if job_id is not None:
+            return Enqueued(job_id, created=False)
+        # The holder finished between our insert and our look-up: the key is free again.
+        job_id = await _insert(session, values)
+    await _announce(session, str(values["queue"]))
+    return Enqueued(job_id, created=True)
+
+
+async def _insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(jobs).values(**values)
+    if values["unique_key"] is not None:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=["unique_key"], index_where=text("state IN ('queued', 'running')")
+        )
+    result = await session.execute(statement.returning(jobs.c.id))
+    job_id: int | None = result.scalar_one_or_none()
+    return job_id
+
+
+async def _active_job_with_key(session: AsyncSession, unique_key: str) -> int | None:
+    return await session.scalar(
+        select(jobs.c.id).where(
+            jobs.c.unique_key == unique_key,
+            jobs.c.state.in_((JobState.queued.value, JobState.running.value)),
+        )
+    )
+
+
+async def _announce(session: AsyncSession, queue: str) -> None:
+    """Wake workers once the transaction commits: NOTIFY on PostgreSQL, an event in-process."""
+    transaction_id = id(session.sync_session.get_transaction())
+    announced: tuple[int, set[str]] | None = session.info.get("junction.jobs.announced")
+    if announced is None or announced[0] != transaction_id:
+        announced = (transaction_id, set())
+        session.info["junction.jobs.announced"] = announced
+        run_after_commit(session, wake_local_workers)
+    if queue in announced[1]:
+        return
+    announced[1].add(queue)
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered by PostgreSQL only if and when the transaction commits.
+        await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, queue)))
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    name: str
+    payload: Any
+    queue: str
+    attempts: int
+    max_attempts: int
+    timeout_seconds: float
+    errors: list[dict[str, Any]]
+
+
+async def claim(
+    session: AsyncSession, worker_id: str, queue: str, limit: int, lease_seconds: float
+) -> list[ClaimedJob]:
+    """Take up to ``limit`` ready jobs of ``queue``, best first, for ``worker_id``.
+
+    PostgreSQL: concurrent claimers skip each other's locked rows. SQLite: the caller's
+    write transaction (BEGIN IMMEDIATE) already excludes every other writer.
+    """
+    now = utcnow()
+    ready = (
+        select(jobs.c.id)
+        .where(jobs.c.state == JobState.queued.value, jobs.c.queue == queue, jobs.c.run_at <= now)
+        .order_by(jobs.c.priority, jobs.c.run_at, jobs.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(jobs)
+        .where(jobs.c.id.in_(ready.scalar_subquery()))
+        .values(
+            state=JobState.running.value,
+            locked_by=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=jobs.c.attempts + 1,
+            started_at=now,
+        )
+        .returning(
+            jobs.c.id,
+            jobs.c.name,
+            jobs.c.payload,
+            jobs.c.queue,
+            jobs.c.attempts,
+            jobs.c.max_attempts,
+            jobs.c.timeout_seconds,
+            jobs.c.errors,
+        )
+    )
+    rows = (await session.execute(statement)).all()
+    return [ClaimedJob(*row) for row in rows]
+
+
+def _owned(worker_id: str, job_ids: list[int]) -> Any:
+    return and_(
+        jobs.c.id.in_(job_ids),
+        jobs.c.locked_by == worker_id,
+        jobs.c.state == JobState.running.value,
+    )
+
+
+async def heartbeat(
+    session: AsyncSession, worker_id: str, job_ids: list[int], lease_seconds: float
+) -> set[int]:
+    """Extend the leases of the given jobs; returns the ids this worker still owns."""
+    if not job_ids:
+        return set()
+    result = await session.execute(
+        update(jobs)
+        .where(_owned(worker_id, job_ids))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .returning(jobs.c.id)
+    )
+    return set(result.scalars())
+
+
+async def complete(session: AsyncSession, worker_id: str, outcomes: list[tuple[int, Any]]) -> None:
+    """Mark jobs succeeded, with their result summaries; releases their unique keys."""
+    now = utcnow()
+    done = {"state": JobState.succeeded.value, "finished_at": now}
+    released = {"locked_by": None, "lease_expires_at": None}
+    bare = [job_id for job_id, result in outcomes if result is None]
+    if bare:
+        await session.execute(
+            update(jobs).where(_owned(worker_id, bare)).values(**done, **released)
+        )
+    with_result = [{"job_id": i, "job_result": r} for i, r in outcomes if r is not None]
+    if with_result:
+        await session.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == bindparam("job_id"),
+                jobs.c.locked_by == worker_id,
+                jobs.c.state == JobState.running.value,
+            )
+            .values(**done, **released, result=bindparam("job_result")),
+            with_result,
+        )
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "at": utcnow().isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def fail(
+    session: AsyncSession,
+    worker_id: str,
+    job: ClaimedJob,
+    error: dict[str, Any],
+    retry_at: datetime | None,
+) -> None:
+    """Record a failed attempt: back to the queue at ``retry_at``, or dead when None."""
+    values: dict[str, Any] = {
+        "errors": [*job.errors, error][-KEPT_ERRORS:],
+        "locked_by": None,
+        "lease_expires_at": None,
+    }
+    if retry_at is None:
+        values.update(state=JobState.dead.value, finished_at=utcnow())
+    else:
+        values.update(state=JobState.queued.value, run_at=retry_at)
+    await session.execute(update(jobs).where(_owned(worker_id, [job.id])).values(**values))
+    if retry_at is not None:
+        await _announce(session, job.queue)
+
+
+async def release(session: AsyncSession, worker_id: str, job_ids: list[int]) -> None:
+    """Give unfinished jobs back at shutdown; the interrupted attempt does not count."""
+    if not job_ids:
+        return
+    result = await session.execute(
+        update(jobs)
+        .where(_owned(worker_id, job_ids))
+        .values(
+            state=JobState.queued.value,
+            locked_by=None,
+            lease_expires_at=None,
+            attempts=jobs.c.attempts - 1,
+            run_at=utcnow(),
+        )
+        .returning(jobs.c.queue)
+    )
+    for queue in set(result.scalars()):
+        await _announce(session, queue)
+
+
+async def reap(session: AsyncSession, limit: int = 100) -> int:
+    """Return jobs whose lease expired (their worker died) to the queue, or to dead."""
+    now = utcnow()
+    expired = (
+        await session.execute(
+            select(jobs.c.id, jobs.c.queue, jobs.c.attempts, jobs.c.max_attempts, jobs.c.errors)
+            .where(jobs.c.state == JobState.running.value, jobs.c.lease_expires_at < now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    for job_id, queue, attempts, max_attempts, errors in expired:
+        lost = {
+            "type": "LeaseExpired",
+            "message": "the worker stopped heartbeating (crashed or was killed) mid-job",
+            "traceback": None,
+            "at": now.isoformat().replace("+00:00", "Z"),
+        }
+        values: dict[str, Any] = {
+            "errors": [*(errors or []), lost][-KEPT_ERRORS:],
+            "locked_by": None,
+            "lease_expires_at": None,
+        }
+        if attempts >= max_attempts:
+            values.update(state=JobState.dead.value, finished_at=now)
+        else:
+            values.update(state=JobState.queued.value, run_at=now)
+            await _announce(session, queue)
+        await session.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.state == JobState.running.value,
+                jobs.c.lease_expires_at < now,
+            )
+            .values(**values)
+        )
+    return len(expired)
+
+
+async def retry(session: AsyncSession, job_id: int) -> Job:
+    """Put a dead or discarded job back in its queue with a fresh set of attempts."""
+    job = await _get(session, job_id)
+    if job.state not in (JobState.dead, JobState.discarded):
+        raise Conflict(f"job {job_id} is {job.state}; only dead or discarded jobs are retried")
+    try:
+        async with session.begin_nested():
+            job.state = JobState.queued.value
+            job.attempts = 0
+            job.run_at = utcnow()
+            job.finished_at = None
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"another job with unique key {job.unique_key!r} is queued or running"
+        ) from None
+    await _announce(session, job.queue)
+    return job
+
+
+async def discard(session: AsyncSession, job_id: int) -> Job:
+    """Drop a dead or still-queued job for good (it stays visible until pruned)."""
+    job = await _get(session, job_id)
+    if job.state not in (JobState.dead, JobState.queued):
+        raise Conflict(f"job {job_id} is {job.state}; only dead or queued jobs are discarded")
+    job.state = JobState.discarded.value
+    job.finished_at = utcnow()
+    await session.flush()
+    return job
+
+
+async def _get(session: AsyncSession, job_id: int) -> Job:
+    job = await session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return job
+
+
+async def prune(session: AsyncSession, older_than: datetime, batch: int = 1000) -> int:
+    """Delete one batch of succeeded and discarded jobs finished before ``older_than``."""
+    finished = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.state.in_((JobState.succeeded.value, JobState.discarded.value)),
+            jobs.c.finished_at < older_than,
+        )
+        .limit(batch)
+    )
+    result = await session.execute(delete(jobs).where(jobs.c.id.in_(finished.scalar_subquery())))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def job_token(secret_key: str, job_id: int) -> str:
+    """A capability to read one job's status: an HMAC of its id, safe to hand to a client."""
+    digest = hmac.new(secret_key.encode(), f"job:{job_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
+
+
+def token_allows(secret_key: str, job_id: int, token: str) -> bool:
+    return hmac.compare_digest(job_token(secret_key, job_id), token)

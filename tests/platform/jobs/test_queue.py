@@ -1,0 +1,211 @@
+"""Enqueue, unique keys, claims and lease ownership, on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from junction.platform.db import Database, run_after_commit, utcnow
+from junction.platform.jobs import Backoff, enqueue
+from junction.platform.jobs import queue as job_queue
+from junction.platform.jobs.models import Job, JobState
+from junction.platform.jobs.registry import UnknownJob
+from junction.settings import Settings
+from tests.platform.jobs.conftest import job, jobs_by_id
+
+
+class Rollback(Exception):
+    pass
+
+
+async def _count(database: Database) -> int:
+    async with database.reading() as session:
+        return int(await session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+async def test_a_rolled_back_transaction_leaves_no_job(database: Database) -> None:
+    async def enqueue_then_fail() -> None:
+        async with database.transaction() as session:
+            await enqueue(session, "tests.noop", {"n": 1})
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await enqueue_then_fail()
+    assert await _count(database) == 0
+
+
+async def test_a_committed_enqueue_stores_the_job_with_its_handler_defaults(
+    database: Database,
+) -> None:
+    async with database.transaction() as session:
+        enqueued = await enqueue(session, "tests.fail", {"n": 1}, delay_seconds=60)
+    stored = await job(database, enqueued.id)
+    assert enqueued.created
+    assert (stored.name, stored.state, stored.payload) == ("tests.fail", "queued", {"n": 1})
+    assert (stored.queue, stored.max_attempts, stored.attempts) == ("default", 3, 0)
+    assert stored.run_at > stored.created_at + timedelta(seconds=59)
+
+
+async def test_enqueue_refuses_a_job_without_a_handler(database: Database) -> None:
+    with pytest.raises(UnknownJob):
+        async with database.transaction() as session:
+            await enqueue(session, "tests.no_such_job")
+
+
+async def test_after_commit_callbacks_run_on_commit_only(database: Database) -> None:
+    calls: list[str] = []
+    async with database.transaction() as session:
+        run_after_commit(session, lambda: calls.append("committed"))
+        assert calls == []
+
+    async def register_then_fail() -> None:
+        async with database.transaction() as session:
+            run_after_commit(session, lambda: calls.append("rolled back"))
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await register_then_fail()
+    async with database.transaction() as session:
+        pass
+    assert calls == ["committed"]
+
+
+async def test_a_unique_key_merges_duplicates_until_the_job_finishes(
+    database: Database,
+) -> None:
+    async with database.transaction() as session:
+        first = await enqueue(session, "tests.noop", unique_key="k")
+    async with database.transaction() as session:
+        second = await enqueue(session, "tests.noop", unique_key="k")
+    assert first.created
+    assert not second.created
+    assert second.id == first.id
+
+    async with database.transaction() as session:
+        [claimed] = await job_queue.claim(session, "w", "default", 10, 30)
+    async with database.transaction() as session:
+        running_duplicate = await enqueue(session, "tests.noop", unique_key="k")
+    assert running_duplicate.id == first.id
+
+    async with database.transaction() as session:
+        await job_queue.complete(session, "w", [(claimed.id, None)])
+    async with database.transaction() as session:
+        after = await enqueue(session, "tests.noop", unique_key="k")
+    assert after.created
+    assert after.id != first.id
+
+
+async def test_concurrent_enqueues_with_one_unique_key_make_one_job(
+    job_settings: Settings,
+) -> None:
+    # Each enqueuer has its own engine: separate connections racing for the key.
+    databases = [Database(job_settings) for _ in range(8)]
+
+    async def enqueue_in(database: Database) -> int:
+        async with database.transaction() as session:
+            return (await enqueue(session, "tests.noop", unique_key="shared")).id
+
+    try:
+        ids = await asyncio.gather(*(enqueue_in(d) for d in databases for _ in range(3)))
+        assert len(set(ids)) == 1
+        assert await _count(databases[0]) == 1
+    finally:
+        await asyncio.gather(*(d.dispose() for d in databases))
+
+
+async def test_concurrent_claimers_never_claim_a_job_twice(
+    job_settings: Settings, database: Database
+) -> None:
+    async with database.transaction() as session:
+        for n in range(150):
+            await enqueue(session, "tests.noop", {"n": n})
+    claimers = [Database(job_settings) for _ in range(4)]
+
+    async def claim_all(index: int, claimer: Database) -> list[int]:
+        taken: list[int] = []
+        while True:
+            async with claimer.transaction() as session:
+                batch = await job_queue.claim(session, f"w{index}", "default", 7, 30)
+            if not batch:
+                return taken
+            taken.extend(j.id for j in batch)
+
+    try:
+        results = await asyncio.gather(*(claim_all(i, c) for i, c in enumerate(claimers)))
+    finally:
+        await asyncio.gather(*(c.dispose() for c in claimers))
+    claimed = [job_id for taken in results for job_id in taken]
+    assert len(claimed) == len(set(claimed)) == 150
+
+
+async def test_claims_take_priority_then_age_and_skip_future_jobs(database: Database) -> None:
+    async with database.transaction() as session:
+        late = await enqueue(session, "tests.noop", priority=5)
+        urgent = await enqueue(session, "tests.noop", priority=-1)
+        await enqueue(session, "tests.noop", delay_seconds=3600)
+        normal = await enqueue(session, "tests.noop")
+        other_queue = await enqueue(session, "tests.noop", queue="sync")
+    async with database.transaction() as session:
+        first = await job_queue.claim(session, "w", "default", 2, 30)
+        rest = await job_queue.claim(session, "w", "default", 10, 30)
+    # Within one claimed batch the order does not matter: those jobs start together.
+    assert {j.id for j in first} == {urgent.id, normal.id}
+    assert [j.id for j in rest] == [late.id]
+    assert other_queue.id not in {j.id for j in first + rest}
+
+
+async def test_a_worker_that_lost_its_lease_changes_nothing(database: Database) -> None:
+    async with database.transaction() as session:
+        enqueued = await enqueue(session, "tests.noop")
+    async with database.transaction() as session:
+        await job_queue.claim(session, "old", "default", 1, 30)
+        # The old worker stops heartbeating: its lease runs out and the job is reaped.
+        await session.execute(update(Job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    async with database.transaction() as session:
+        assert await job_queue.reap(session) == 1
+    async with database.transaction() as session:
+        [again] = await job_queue.claim(session, "new", "default", 1, 30)
+        assert await job_queue.heartbeat(session, "old", [enqueued.id], 30) == set()
+        await job_queue.complete(session, "old", [(enqueued.id, "stale")])
+    taken_over = await job(database, enqueued.id)
+    assert (taken_over.state, taken_over.locked_by, again.attempts) == ("running", "new", 2)
+    assert taken_over.errors[-1]["type"] == "LeaseExpired"
+
+    async with database.transaction() as session:
+        await job_queue.complete(session, "new", [(enqueued.id, {"ok": True})])
+    done = await job(database, enqueued.id)
+    assert (done.state, done.result, done.locked_by) == ("succeeded", {"ok": True}, None)
+
+
+async def test_a_reaped_job_with_no_attempts_left_is_dead_and_frees_its_key(
+    database: Database,
+) -> None:
+    async with database.transaction() as session:
+        await enqueue(session, "tests.noop", unique_key="once", max_attempts=1)
+        await job_queue.claim(session, "gone", "default", 1, 30)
+        await session.execute(update(Job).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    async with database.transaction() as session:
+        await job_queue.reap(session)
+        again = await enqueue(session, "tests.noop", unique_key="once")
+    states = sorted(j.state for j in (await jobs_by_id(database)).values())
+    assert again.created
+    assert states == [JobState.dead.value, JobState.queued.value]
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    backoff = Backoff(base_seconds=2, max_seconds=100, jitter=0.25)
+    for attempt, middle in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32)]:
+        delays = [backoff.delay(attempt) for _ in range(200)]
+        assert all(middle * 0.75 <= d <= middle * 1.25 for d in delays)
+        assert len(set(delays)) > 1
+    assert all(backoff.delay(30) <= 100 for _ in range(50))
+
+
+def test_job_tokens_name_one_job() -> None:
+    token = job_queue.job_token("secret", 7)
+    assert job_queue.token_allows("secret", 7, token)
+    assert not job_queue.token_allows("secret", 8, token)
+    assert not job_queue.token_allows("other secret", 7, token)

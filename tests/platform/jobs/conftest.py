@@ -30,7 +30,7 @@ FAST_JOBS = {
 
 @pytest.fixture
 def job_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update=FAST_JOBS)
+    return settings.model_copy(update={**FAST_JOBS, "job_modules": ["tests.support.jobs"]})
 
 
 @pytest.fixture
@@ -83,14 +83,13 @@ class Process:
 
 
 def process_environment(settings: Settings, **extra: str) -> dict[str, str]:
-    return environment_for(
-        settings,
-        JUNCTION_JOB_MODULES="tests.support.jobs",
-        JUNCTION_JOB_LEASE_SECONDS=str(FAST_JOBS["job_lease_seconds"]),
-        JUNCTION_JOB_HEARTBEAT_SECONDS=str(FAST_JOBS["job_heartbeat_seconds"]),
-        JUNCTION_JOB_POLL_SECONDS=str(FAST_JOBS["job_poll_seconds"]),
-        **extra,
-    )
+    fast = {
+        "JUNCTION_JOB_MODULES": "tests.support.jobs",
+        "JUNCTION_JOB_LEASE_SECONDS": str(FAST_JOBS["job_lease_seconds"]),
+        "JUNCTION_JOB_HEARTBEAT_SECONDS": str(FAST_JOBS["job_heartbeat_seconds"]),
+        "JUNCTION_JOB_POLL_SECONDS": str(FAST_JOBS["job_poll_seconds"]),
+    }
+    return environment_for(settings, **{**fast, **extra})
 
 
 @contextmanager

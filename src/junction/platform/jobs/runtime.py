@@ -18,6 +18,7 @@ from junction.platform.jobs.maintenance import schedule_maintenance
 from junction.platform.jobs.registry import load_job_modules, registry
 from junction.platform.jobs.scheduler import Scheduler
 from junction.platform.jobs.worker import QueueSlots, Worker
+from junction.platform.logging import configure_logging
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -70,6 +71,7 @@ async def run_until_signalled(
     settings: Settings, *, worker: bool, scheduler: bool, queues: list[QueueSlots] | None = None
 ) -> None:
     """The body of ``junction worker`` / ``junction scheduler``."""
+    configure_logging(settings)
     database = Database(settings)
     try:
         await database.wait_until_reachable(settings.database_startup_attempts)

@@ -29,6 +29,12 @@ FAST_JOBS = {
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The job tests load the test handlers only, not the domains' jobs."""
+    return settings.model_copy(update={"job_modules": ["tests.support.jobs"]})
+
+
+@pytest.fixture
 def job_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={**FAST_JOBS, "job_modules": ["tests.support.jobs"]})
 

@@ -11,6 +11,8 @@ import structlog
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from junction.chat import api as chat_api
+from junction.chat import models as chat_models
 from junction.platform import auth
 from junction.platform.db import Base, Database
 from junction.platform.docs import install_docs
@@ -31,7 +33,16 @@ from junction.settings import Settings, get_settings
 log = structlog.get_logger(__name__)
 
 # Every model, so that Base.metadata (which Alembic compares against) knows each table.
-MODELS = (auth.ApiKey, Job, Schedule)
+MODELS = (
+    auth.ApiKey,
+    Job,
+    Schedule,
+    chat_models.Application,
+    chat_models.Chat,
+    chat_models.Message,
+)
+# The domains' job handlers and schedules, loaded by every process that runs or enqueues jobs.
+JOB_MODULES = ("junction.chat.jobs",)
 metadata = Base.metadata
 
 API_DESCRIPTION = """
@@ -63,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.include_router(health_router)
     app.include_router(jobs_api.router)
-    load_job_modules(settings.job_modules)
+    app.include_router(chat_api.router)
+    load_job_modules((*JOB_MODULES, *settings.job_modules))
     return app
 
 

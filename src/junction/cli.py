@@ -13,9 +13,12 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from junction.app import JOB_MODULES
+from junction.chat import cli as chat_cli
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.platform.jobs import cli as jobs_cli
+from junction.platform.jobs.registry import load_job_modules
 from junction.platform.migrations import upgrade_to_head
 from junction.settings import get_settings
 
@@ -25,6 +28,13 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.command()(jobs_cli.worker)
 app.command()(jobs_cli.scheduler)
+app.command()(chat_cli.seed)
+app.command()(chat_cli.reseed)
+app.command()(chat_cli.seed_summary)
+app.command()(chat_cli.reindex)
+app.add_typer(chat_cli.counts_app, name="counts")
+# A standalone worker or scheduler runs the domains' jobs without importing the app.
+load_job_modules(JOB_MODULES)
 console = Console()
 
 

@@ -1,0 +1,275 @@
+"""The routes of seed 001: applications, chats, messages and message search.
+
+Paths, bodies, status codes and fields are the seed's, so its curl examples work as
+written. Lists stay plain JSON arrays; ``page`` / ``per_page`` select a page and a
+``Link: <...>; rel="next"`` header says when there is another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+
+from junction.chat import service
+from junction.chat.models import Application, Chat, Message
+from junction.chat.numbering import NumberAllocator
+from junction.chat.schemas import (
+    Accepted,
+    ApplicationCreate,
+    ApplicationCreated,
+    ApplicationPublic,
+    ApplicationUpdate,
+    ChatPublic,
+    MessageCreate,
+    MessagePublic,
+    MessageUpdate,
+)
+from junction.chat.search import MAX_QUERY_LENGTH
+from junction.platform.db import DbSession, ReadSession
+from junction.platform.jobs import job_token
+from junction.platform.ratelimit import rate_limit
+from junction.settings import Settings
+
+router = APIRouter(prefix="/applications", tags=["chat"])
+T = TypeVar("T")
+
+MAX_NUMBER = 2_147_483_647
+DEFAULT_PER_PAGE = 100
+MAX_PER_PAGE = 1000
+
+Token = Annotated[str, Path(min_length=1, max_length=200, description="The application token.")]
+ChatNumber = Annotated[int, Path(ge=1, le=MAX_NUMBER)]
+MessageNumber = Annotated[int, Path(ge=1, le=MAX_NUMBER)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown application, chat or message"}
+}
+
+
+def _application_token(request: Request) -> str:
+    return f"application:{request.path_params.get('application_token', '')}"
+
+
+# Creates are limited per application token, so one busy tenant cannot starve the others.
+CreateLimit = Depends(rate_limit("chat_create", identity=_application_token))
+
+
+def _allocator(request: Request) -> NumberAllocator:
+    state = request.app.state
+    allocator: NumberAllocator | None = getattr(state, "chat_numbers", None)
+    if allocator is None or allocator.redis is not state.redis:
+        allocator = state.chat_numbers = NumberAllocator(state.redis)
+    return allocator
+
+
+Allocator = Annotated[NumberAllocator, Depends(_allocator)]
+
+
+@dataclass(frozen=True)
+class Page:
+    page: int
+    per_page: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    def trim(self, rows: Sequence[T], request: Request, response: Response) -> Sequence[T]:
+        """Drop the look-ahead row fetched to learn whether a next page exists."""
+        if len(rows) > self.per_page:
+            following = request.url.include_query_params(page=self.page + 1, per_page=self.per_page)
+            response.headers["Link"] = f'<{following}>; rel="next"'
+        return rows[: self.per_page]
+
+
+def _page(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
+) -> Page:
+    return Page(page, per_page)
+
+
+Paging = Annotated[Page, Depends(_page)]
+
+
+def _application(application: Application) -> ApplicationPublic:
+    return ApplicationPublic(
+        token=application.token,
+        name=application.name,
+        chats_count=application.chats_count,
+        created_at=application.created_at,
+    )
+
+
+def _chat(chat: Chat) -> ChatPublic:
+    return ChatPublic(
+        number=chat.number, messages_count=chat.messages_count, created_at=chat.created_at
+    )
+
+
+def _message(message: Message) -> MessagePublic:
+    return MessagePublic(number=message.number, body=message.body, created_at=message.created_at)
+
+
+def _point_at_job(request: Request, response: Response, accepted: Accepted) -> None:
+    """Where the client reads the follow-up job's state, with the token that allows it."""
+    settings: Settings = request.app.state.settings
+    token = job_token(settings.secret_key.get_secret_value(), int(accepted.job_id))
+    response.headers["Location"] = f"/api/v1/jobs/{accepted.job_id}?token={token}"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(rate_limit("write"))],
+    summary="Create an application; its token is generated",
+)
+async def create_application(body: ApplicationCreate, session: DbSession) -> ApplicationCreated:
+    application = await service.create_application(session, body.application.name)
+    return ApplicationCreated(token=application.token, name=application.name)
+
+
+@router.get("/{application_token}", responses=NOT_FOUND, summary="An application")
+async def get_application(application_token: Token, session: ReadSession) -> ApplicationPublic:
+    return _application(await service.get_application(session, application_token))
+
+
+@router.patch("/{application_token}", responses=NOT_FOUND, summary="Rename an application")
+async def update_application(
+    application_token: Token, body: ApplicationUpdate, session: DbSession
+) -> ApplicationPublic:
+    application = await service.rename_application(
+        session, application_token, body.application.name
+    )
+    return _application(application)
+
+
+@router.post(
+    "/{application_token}/chats",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CreateLimit],
+    responses=NOT_FOUND,
+    summary="Create a chat: its number, and the job that updates the counts",
+)
+async def create_chat(
+    application_token: Token,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    allocator: Allocator,
+) -> Accepted:
+    accepted = await service.create_chat(session, allocator, application_token)
+    _point_at_job(request, response, accepted)
+    return accepted
+
+
+@router.get("/{application_token}/chats", responses=NOT_FOUND, summary="Chats, by number")
+async def list_chats(
+    application_token: Token,
+    paging: Paging,
+    request: Request,
+    response: Response,
+    session: ReadSession,
+) -> list[ChatPublic]:
+    chats = await service.list_chats(session, application_token, paging.offset, paging.per_page + 1)
+    return [_chat(chat) for chat in paging.trim(chats, request, response)]
+
+
+@router.get("/{application_token}/chats/{chat_number}", responses=NOT_FOUND, summary="A chat")
+async def get_chat(
+    application_token: Token, chat_number: ChatNumber, session: ReadSession
+) -> ChatPublic:
+    return _chat(await service.get_chat(session, application_token, chat_number))
+
+
+@router.post(
+    "/{application_token}/chats/{chat_number}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CreateLimit],
+    responses=NOT_FOUND,
+    summary="Create a message: readable and searchable once this answers",
+)
+async def create_message(
+    application_token: Token,
+    chat_number: ChatNumber,
+    body: MessageCreate,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    allocator: Allocator,
+) -> Accepted:
+    created = await service.create_message(
+        session, allocator, application_token, chat_number, body.message.body
+    )
+    _point_at_job(request, response, created.accepted)
+    return created.accepted
+
+
+@router.get(
+    "/{application_token}/chats/{chat_number}/messages",
+    responses=NOT_FOUND,
+    summary="Messages, by number",
+)
+async def list_messages(
+    application_token: Token,
+    chat_number: ChatNumber,
+    paging: Paging,
+    request: Request,
+    response: Response,
+    session: ReadSession,
+) -> list[MessagePublic]:
+    messages = await service.list_messages(
+        session, application_token, chat_number, paging.offset, paging.per_page + 1
+    )
+    return [_message(message) for message in paging.trim(messages, request, response)]
+
+
+@router.get(
+    "/{application_token}/chats/{chat_number}/messages/search",
+    responses=NOT_FOUND,
+    summary="Search one chat's messages: every word matches as a prefix, best first",
+)
+async def search_messages(
+    application_token: Token,
+    chat_number: ChatNumber,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_LENGTH)],
+    paging: Paging,
+    request: Request,
+    response: Response,
+    session: ReadSession,
+) -> list[MessagePublic]:
+    found = await service.search_messages(
+        session, application_token, chat_number, q, paging.offset, paging.per_page + 1
+    )
+    return list(paging.trim(found, request, response))
+
+
+@router.get(
+    "/{application_token}/chats/{chat_number}/messages/{number}",
+    responses=NOT_FOUND,
+    summary="A message",
+)
+async def get_message(
+    application_token: Token, chat_number: ChatNumber, number: MessageNumber, session: ReadSession
+) -> MessagePublic:
+    return _message(await service.get_message(session, application_token, chat_number, number))
+
+
+@router.patch(
+    "/{application_token}/chats/{chat_number}/messages/{number}",
+    responses=NOT_FOUND,
+    summary="Edit a message's body",
+)
+async def update_message(
+    application_token: Token,
+    chat_number: ChatNumber,
+    number: MessageNumber,
+    body: MessageUpdate,
+    session: DbSession,
+) -> MessagePublic:
+    message = await service.edit_message(
+        session, application_token, chat_number, number, body.message.body
+    )
+    return _message(message)

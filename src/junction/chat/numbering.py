@@ -1,0 +1,157 @@
+"""Chat and message numbers: 1, 2, 3 ... per application and per chat, never reused.
+
+Two paths, one guarantee:
+
+* **Redis** (when configured): ``INCR`` on one key per parent, atomic across every web
+  process. A missing key (Redis flushed, failed over, or never used) is seeded from the
+  database first: the greater of the parent's counter column and the highest number
+  stored, so a lost Redis never hands out a number again. Seeding and incrementing are
+  one Lua script, so concurrent seeders cannot both win.
+* **The database** otherwise (or while Redis does not answer): the parent row's counter
+  column is raised with ``UPDATE ... RETURNING`` in the request's transaction. The row
+  lock serialises allocations per parent on PostgreSQL; on SQLite the write transaction
+  (BEGIN IMMEDIATE) already is.
+
+The unique indexes on ``(parent, number)`` are the last line of defence: the insert uses
+``ON CONFLICT DO NOTHING`` and, if a number turns out to be taken (a Redis key lost
+while a create was in flight, or a switch between the paths), the caller asks for a
+number again with :func:`NumberAllocator.after_conflict`, which raises Redis past every
+stored number first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from junction.chat.models import Application, Chat, Message
+
+log = structlog.get_logger(__name__)
+
+# Raise the key to at least ARGV[1] (the database's floor), then increment it.
+_RAISE_AND_INCREMENT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then redis.call('SET', KEYS[1], floor) end
+return redis.call('INCR', KEYS[1])
+"""
+# Increment only an existing key; nil tells the caller to seed it from the database.
+_INCREMENT_IF_PRESENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
+return false
+"""
+
+
+@dataclass(frozen=True)
+class NumberSequence:
+    """Where the numbers of one kind of row live: the parent's counter, the rows."""
+
+    kind: str
+    counter: InstrumentedAttribute[int]
+    parent_id: InstrumentedAttribute[int]
+    parent_key: InstrumentedAttribute[int]
+    number: InstrumentedAttribute[int]
+
+
+CHAT_NUMBERS = NumberSequence(
+    "chats", Application.last_chat_number, Application.id, Chat.application_id, Chat.number
+)
+MESSAGE_NUMBERS = NumberSequence(
+    "messages", Chat.last_message_number, Chat.id, Message.chat_id, Message.number
+)
+
+
+def chat_numbers_key(application_token: str) -> str:
+    """Keys are named by the token, never reused, rather than by a row id that may be."""
+    return f"junction:chat:{application_token}:chat-numbers"
+
+
+def message_numbers_key(application_token: str, chat_number: int) -> str:
+    return f"junction:chat:{application_token}:{chat_number}:message-numbers"
+
+
+class NumberAllocator:
+    def __init__(self, redis: Redis | None) -> None:
+        self.redis = redis
+        if redis is not None:
+            self._increment_if_present = redis.register_script(_INCREMENT_IF_PRESENT)
+            self._raise_and_increment_script = redis.register_script(_RAISE_AND_INCREMENT)
+
+    async def allocate(
+        self, session: AsyncSession, sequence: NumberSequence, parent_id: int, key: str
+    ) -> int:
+        """The next number of ``sequence`` under ``parent_id``; ``key`` names its Redis key."""
+        if self.redis is not None:
+            try:
+                number = await self._increment_if_present(keys=[key])
+                if number is None:
+                    floor = await database_floor(session, sequence, parent_id)
+                    number = await self._raise_and_increment(key, floor)
+                return int(number)
+            except RedisError as exc:
+                log.warning("redis numbering failed, using the database", error=str(exc))
+        return await allocate_in_database(session, sequence, parent_id)
+
+    async def after_conflict(
+        self, session: AsyncSession, sequence: NumberSequence, parent_id: int, key: str
+    ) -> int:
+        """A fresh number once an insert found its number taken."""
+        if self.redis is not None:
+            try:
+                floor = await database_floor(session, sequence, parent_id)
+                return await self._raise_and_increment(key, floor)
+            except RedisError as exc:
+                log.warning("redis numbering failed, using the database", error=str(exc))
+        return await allocate_in_database(session, sequence, parent_id)
+
+    async def _raise_and_increment(self, key: str, floor: int) -> int:
+        result: Any = await self._raise_and_increment_script(keys=[key], args=[floor])
+        return int(result)
+
+
+def _highest_stored(sequence: NumberSequence, parent_id: int) -> Any:
+    return (
+        select(func.coalesce(func.max(sequence.number), 0))
+        .where(sequence.parent_key == parent_id)
+        .scalar_subquery()
+    )
+
+
+def _greatest(session: AsyncSession, *values: Any) -> Any:
+    # SQLite's two-argument max() is PostgreSQL's greatest().
+    if session.get_bind().dialect.name == "sqlite":
+        return func.max(*values)
+    return func.greatest(*values)
+
+
+async def database_floor(session: AsyncSession, sequence: NumberSequence, parent_id: int) -> int:
+    """The highest number the database knows of: stored, or handed out by its counter."""
+    floor = await session.scalar(
+        select(_greatest(session, sequence.counter, _highest_stored(sequence, parent_id))).where(
+            sequence.parent_id == parent_id
+        )
+    )
+    return int(floor or 0)
+
+
+async def allocate_in_database(
+    session: AsyncSession, sequence: NumberSequence, parent_id: int
+) -> int:
+    """Raise the parent's counter past every stored number, in the caller's transaction."""
+    raised = _greatest(session, sequence.counter, _highest_stored(sequence, parent_id)) + 1
+    number = await session.scalar(
+        update(sequence.parent_id.class_)
+        .where(sequence.parent_id == parent_id)
+        .values({sequence.counter: raised})
+        .returning(sequence.counter)
+        .execution_options(synchronize_session=False)
+    )
+    assert number is not None, "the parent row exists: the caller has just read it"
+    return int(number)

@@ -1,0 +1,236 @@
+"""Every query of the chat domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from junction.chat import search
+from junction.chat.models import Application, Chat, Message
+from junction.platform.db import utcnow
+
+
+def _insert(session: AsyncSession, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+async def application_by_token(session: AsyncSession, token: str) -> Application | None:
+    found: Application | None = await session.scalar(
+        select(Application).where(Application.token == token)
+    )
+    return found
+
+
+async def application_id(session: AsyncSession, token: str) -> int | None:
+    found: int | None = await session.scalar(
+        select(Application.id).where(Application.token == token)
+    )
+    return found
+
+
+async def add_application(session: AsyncSession, token: str, name: str) -> Application:
+    application = Application(token=token, name=name)
+    session.add(application)
+    await session.flush()
+    return application
+
+
+async def chat_in(session: AsyncSession, token: str, number: int) -> Chat | None:
+    found: Chat | None = await session.scalar(
+        select(Chat)
+        .join(Application, Application.id == Chat.application_id)
+        .where(Application.token == token, Chat.number == number)
+    )
+    return found
+
+
+async def chat_id_in(session: AsyncSession, token: str, number: int) -> int | None:
+    found: int | None = await session.scalar(
+        select(Chat.id)
+        .join(Application, Application.id == Chat.application_id)
+        .where(Application.token == token, Chat.number == number)
+    )
+    return found
+
+
+async def insert_chat(
+    session: AsyncSession, application_id: int, number: int
+) -> Row[int, datetime] | None:
+    """The new chat's (id, created_at), or None when ``number`` is taken."""
+    now = utcnow()
+    statement = (
+        _insert(session, Chat)
+        .values(application_id=application_id, number=number, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["application_id", "number"])
+        .returning(Chat.id, Chat.created_at)
+    )
+    row: Row[int, datetime] | None = (await session.execute(statement)).one_or_none()
+    return row
+
+
+async def insert_message(
+    session: AsyncSession, chat_id: int, number: int, body: str
+) -> datetime | None:
+    """The new message's created_at, or None when ``number`` is taken."""
+    now = utcnow()
+    statement = (
+        _insert(session, Message)
+        .values(
+            chat_id=chat_id,
+            number=number,
+            body=body,
+            search_text=search.fold(body),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["chat_id", "number"])
+        .returning(Message.created_at)
+    )
+    created_at: datetime | None = await session.scalar(statement)
+    return created_at
+
+
+async def chats_of(
+    session: AsyncSession, application_id: int, offset: int, limit: int
+) -> Sequence[Chat]:
+    return (
+        await session.scalars(
+            select(Chat)
+            .where(Chat.application_id == application_id)
+            .order_by(Chat.number)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def messages_of(
+    session: AsyncSession, chat_id: int, offset: int, limit: int
+) -> Sequence[Message]:
+    return (
+        await session.scalars(
+            select(Message)
+            .where(Message.chat_id == chat_id)
+            .order_by(Message.number)
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def message_in(session: AsyncSession, chat_id: int, number: int) -> Message | None:
+    found: Message | None = await session.scalar(
+        select(Message).where(Message.chat_id == chat_id, Message.number == number)
+    )
+    return found
+
+
+def set_message_body(message: Message, body: str) -> None:
+    message.body = body
+    message.search_text = search.fold(body)
+
+
+async def search_messages(
+    session: AsyncSession, chat_id: int, words: list[str], offset: int, limit: int
+) -> Sequence[Row[int, str, datetime]]:
+    """Messages of one chat matching every word as a prefix, best first."""
+    query = select(Message.number, Message.body, Message.created_at).where(
+        Message.chat_id == chat_id
+    )
+    if session.get_bind().dialect.name == "sqlite":
+        condition, bm25 = search.sqlite_match(words)
+        query = query.join(search.FTS_TABLE, search.FTS_TABLE.c.rowid == Message.id).where(
+            condition
+        )
+        query = query.order_by(bm25, Message.number)
+    else:
+        condition, rank = search.pg_match(words)
+        query = query.where(condition).order_by(rank.desc(), Message.number)
+    return (await session.execute(query.offset(offset).limit(limit))).all()
+
+
+async def refresh_messages_count(session: AsyncSession, chat_id: int) -> int | None:
+    counted = select(func.count()).where(Message.chat_id == chat_id).scalar_subquery()
+    count: int | None = await session.scalar(
+        update(Chat)
+        .where(Chat.id == chat_id)
+        .values(messages_count=counted)
+        .returning(Chat.messages_count)
+    )
+    return count
+
+
+async def refresh_chats_count(session: AsyncSession, application_id: int) -> int | None:
+    counted = select(func.count()).where(Chat.application_id == application_id).scalar_subquery()
+    count: int | None = await session.scalar(
+        update(Application)
+        .where(Application.id == application_id)
+        .values(chats_count=counted)
+        .returning(Application.chats_count)
+    )
+    return count
+
+
+async def reconcile_counts(session: AsyncSession) -> dict[str, int]:
+    """Set every stored count that differs from the rows it counts; how many were off."""
+    messages = (
+        select(func.count()).where(Message.chat_id == Chat.id).correlate(Chat).scalar_subquery()
+    )
+    chats = (
+        select(func.count())
+        .where(Chat.application_id == Application.id)
+        .correlate(Application)
+        .scalar_subquery()
+    )
+    fixed_chats = await session.execute(
+        update(Chat).where(Chat.messages_count != messages).values(messages_count=messages)
+    )
+    fixed_applications = await session.execute(
+        update(Application).where(Application.chats_count != chats).values(chats_count=chats)
+    )
+    return {
+        "chats_corrected": int(getattr(fixed_chats, "rowcount", 0) or 0),
+        "applications_corrected": int(getattr(fixed_applications, "rowcount", 0) or 0),
+    }
+
+
+async def count_rows(session: AsyncSession) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name, model in (("applications", Application), ("chats", Chat), ("messages", Message)):
+        counts[name] = int(await session.scalar(select(func.count()).select_from(model)) or 0)
+    return counts
+
+
+async def delete_everything(session: AsyncSession) -> None:
+    for model in (Message, Chat, Application):
+        await session.execute(delete(model))
+
+
+async def message_id_range(session: AsyncSession) -> tuple[int, int]:
+    low, high = (await session.execute(select(func.min(Message.id), func.max(Message.id)))).one()
+    return int(low or 0), int(high or 0)
+
+
+async def refold_messages(session: AsyncSession, first_id: int, last_id: int) -> int:
+    """Recompute ``search_text`` for the messages with ids in [first_id, last_id]."""
+    rows = (
+        await session.execute(
+            select(Message.id, Message.body).where(Message.id.between(first_id, last_id))
+        )
+    ).all()
+    if rows:
+        await session.execute(
+            update(Message),
+            [{"id": row.id, "search_text": search.fold(row.body)} for row in rows],
+        )
+    return len(rows)
+
+
+async def all_applications(session: AsyncSession) -> Sequence[Application]:
+    return (await session.scalars(select(Application).order_by(Application.id))).all()

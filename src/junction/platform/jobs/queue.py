@@ -17,11 +17,12 @@ import base64
 import hashlib
 import hmac
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, select, text, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,10 +110,39 @@ async def enqueue(
     return Enqueued(job_id, created=True)
 
 
+async def enqueue_many(
+    session: AsyncSession,
+    name: str,
+    payloads: Sequence[Any],
+    *,
+    queue: str | None = None,
+    jobs_registry: JobRegistry = registry,
+) -> None:
+    """Add many jobs of one name in a single INSERT (no unique keys, handler defaults)."""
+    if not payloads:
+        return
+    definition = jobs_registry.get(name)
+    now = utcnow()
+    shared = {
+        "name": name,
+        "queue": queue or definition.queue,
+        "priority": definition.priority,
+        "state": JobState.queued.value,
+        "attempts": 0,
+        "max_attempts": definition.max_attempts,
+        "timeout_seconds": definition.timeout_seconds,
+        "run_at": now,
+        "created_at": now,
+        "errors": [],
+    }
+    await session.execute(insert(jobs), [{**shared, "payload": p} for p in payloads])
+    await _announce(session, str(shared["queue"]))
+
+
 async def _insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(jobs).values(**values)
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = upsert(jobs).values(**values)
     if values["unique_key"] is not None:
         statement = statement.on_conflict_do_nothing(
             index_elements=["unique_key"], index_where=text("state IN ('queued', 'running')")

@@ -75,11 +75,13 @@ async def test_a_sigkilled_workers_job_runs_again_and_every_job_completes_once(
 async def test_two_workers_under_load_never_run_one_job_at_once(
     job_settings: Settings, database: Database, tmp_path: Path
 ) -> None:
-    await _enqueue_records(database, tmp_path, 300, sleep=0)
     with (
         junction_process(job_settings, "worker", "--concurrency", "10") as first,
         junction_process(job_settings, "worker", "--concurrency", "10") as second,
     ):
+        await started(first, "worker started")
+        await started(second, "worker started")
+        await _enqueue_records(database, tmp_path, 300, sleep=0)
         jobs = await wait_for(lambda: _all_succeeded(database), timeout=60)
         first.popen.send_signal(signal.SIGTERM)
         second.popen.send_signal(signal.SIGTERM)

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
+
+from junction.settings import Settings
+from tests.support.live import LiveServer, start_live_server
+
+# Enough for the bursts of these tests; the default limit is per application token.
+GENEROUS_LIMITS = '{"default": "100000/minute", "write": "100000/minute"}'
+
+
+@pytest.fixture(scope="package")
+def chat_server(migrated_database_url: str) -> Iterator[LiveServer]:
+    """One real server (with its embedded worker) shared by the chat tests: starting one
+    costs seconds, and tables are emptied after each test anyway."""
+    settings = Settings(
+        env="test",
+        database_url=migrated_database_url,
+        redis_url=os.environ.get("JUNCTION_TEST_REDIS_URL"),
+    )
+    with start_live_server(settings, JUNCTION_RATE_LIMITS=GENEROUS_LIMITS) as server:
+        yield server
 
 
 async def new_application(client: httpx.AsyncClient, name: str = "Test App") -> str:

@@ -11,12 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from junction.settings import Settings
-from tests.chat.conftest import new_application, new_chat
+from tests.chat.conftest import GENEROUS_LIMITS, new_application, new_chat
 from tests.support.live import LiveServer, start_live_server
 
 CONCURRENT = 200
-# Enough for the bursts below; the default limit is per application token.
-GENEROUS_LIMITS = '{"default": "100000/minute", "write": "100000/minute"}'
 
 
 async def _post_messages(base_urls: list[str], token: str, chat: int, count: int) -> list[int]:
@@ -56,16 +54,15 @@ async def _prepare(base_url: str) -> tuple[str, int]:
         return token, await new_chat(client, token)
 
 
-async def test_concurrent_message_creates_get_1_to_n(settings: Settings) -> None:
-    with start_live_server(settings, JUNCTION_RATE_LIMITS=GENEROUS_LIMITS) as server:
-        token, chat = await _prepare(server.base_url)
-        numbers = await _post_messages([server.base_url], token, chat, CONCURRENT)
-        assert sorted(numbers) == list(range(1, CONCURRENT + 1))
-        assert await _stored(server.base_url, token, chat) == list(range(1, CONCURRENT + 1))
+async def test_concurrent_message_creates_get_1_to_n(chat_server: LiveServer) -> None:
+    token, chat = await _prepare(chat_server.base_url)
+    numbers = await _post_messages([chat_server.base_url], token, chat, CONCURRENT)
+    assert sorted(numbers) == list(range(1, CONCURRENT + 1))
+    assert await _stored(chat_server.base_url, token, chat) == list(range(1, CONCURRENT + 1))
 
 
-async def test_concurrent_chat_creates_get_1_to_n(live_server: LiveServer) -> None:
-    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=60) as client:
+async def test_concurrent_chat_creates_get_1_to_n(chat_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=chat_server.base_url, timeout=60) as client:
         token = await new_application(client)
         responses = await asyncio.gather(
             *(client.post(f"/applications/{token}/chats") for _ in range(50))

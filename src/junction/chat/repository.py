@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.chat import search
 from junction.chat.models import Application, Chat, Message
 from junction.platform.db import utcnow
+from junction.platform.jobs.models import Job, JobState
 
 
 def _insert(session: AsyncSession, model: Any) -> Any:
@@ -234,3 +235,16 @@ async def refold_messages(session: AsyncSession, first_id: int, last_id: int) ->
 
 async def all_applications(session: AsyncSession) -> Sequence[Application]:
     return (await session.scalars(select(Application).order_by(Application.id))).all()
+
+
+async def queued_job_with_key(session: AsyncSession, unique_key: str) -> int | None:
+    """A queued job holding ``unique_key``, read without taking any lock."""
+    found: int | None = await session.scalar(
+        select(Job.id).where(
+            Job.unique_key == unique_key,
+            Job.state == JobState.queued.value,
+            # Spelled as the partial unique index's predicate, so SQLite uses the index too.
+            text("state IN ('queued', 'running')"),
+        )
+    )
+    return found

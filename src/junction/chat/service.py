@@ -163,13 +163,19 @@ async def search_messages(
 
 async def _enqueue_counts(session: AsyncSession, parent: str, parent_id: int) -> int:
     window = math.floor(time.time() / COUNTS_WINDOW_SECONDS)
+    unique_key = f"{REFRESH_COUNTS_JOB}:{parent}:{parent_id}:{window}"
+    # The window's job is queued until the window is over: joining it needs no insert,
+    # and so never waits on the unique index behind another create's transaction.
+    queued = await repository.queued_job_with_key(session, unique_key)
+    if queued is not None:
+        return queued
     run_at = (window + 1) * COUNTS_WINDOW_SECONDS + COUNTS_SETTLE_SECONDS
     enqueued = await enqueue(
         session,
         REFRESH_COUNTS_JOB,
         {parent: parent_id},
         run_at=datetime.fromtimestamp(run_at, UTC),
-        unique_key=f"{REFRESH_COUNTS_JOB}:{parent}:{parent_id}:{window}",
+        unique_key=unique_key,
     )
     return enqueued.id
 

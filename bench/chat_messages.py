@@ -25,6 +25,10 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
+
+# Run as a script, the repository root (home of tests.support) is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from tests.support.live import start_live_server
 
 from junction.platform.db import Database, utcnow

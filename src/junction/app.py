@@ -28,6 +28,7 @@ from junction.platform.logging import configure_logging
 from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
 from junction.platform.ratelimit import RateLimiter
+from junction.platform.realtime import install_realtime, running_realtime
 from junction.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
+    install_realtime(app)
     app.include_router(jobs_api.router)
     app.include_router(chat_api.router)
     load_job_modules((*JOB_MODULES, *settings.job_modules))
@@ -94,7 +96,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         refresh_job_stats_forever(database, settings.job_metrics_refresh_seconds)
     )
     try:
-        yield
+        async with running_realtime(app):
+            yield
     finally:
         preparing.cancel()
         job_stats.cancel()

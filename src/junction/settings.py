@@ -87,6 +87,20 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env_alias("redis_url", "REDIS_URL")
     )
 
+    realtime_max_connections: int = Field(
+        default=10_000, ge=1, description="Live connections (/cable and SSE) per web process."
+    )
+    realtime_send_queue_size: int = Field(
+        default=256, ge=1, description="Frames queued for one client before it is dropped."
+    )
+    realtime_ping_interval_seconds: float = Field(default=3.0, gt=0)
+    realtime_replay_buffer_size: int = Field(
+        default=1_000, ge=1, description="Messages kept per stream for SSE resume."
+    )
+    realtime_replay_ttl_seconds: int = Field(
+        default=86_400, ge=1, description="A quiet stream's replay buffer expires (Redis)."
+    )
+
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.auto
 

@@ -1,0 +1,89 @@
+"""Live channels: Action Cable on ``/cable``, server-sent events on ``/api/v1/stream``.
+
+``install_realtime(app)`` adds the routes and the channel registry (domains then call
+``register_channel``); ``running_realtime(app)``, entered by the lifespan, starts the
+broker (``app.state.broker``), the connection hub and its pings, and tells every client
+``disconnect`` when the process stops. Publishers use ``app.state.broker.publish`` or,
+for a broadcast caused by a database change, ``publish_after_commit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from junction.platform.realtime.broker import (
+    Broadcast,
+    Broker,
+    create_broker,
+    publish_after_commit,
+)
+from junction.platform.realtime.cable import CableContext, cable_endpoint
+from junction.platform.realtime.channels import (
+    JOBS_STREAM,
+    SYNC_STATUS_STREAM,
+    USER_UPDATES_STREAM,
+    Channel,
+    SubscriptionRejected,
+    SubscriptionRequest,
+    platform_channels,
+    register_channel,
+)
+from junction.platform.realtime.connections import Hub, notify_clients_before_exit
+from junction.platform.realtime.sse import router as sse_router
+from junction.settings import Settings
+
+__all__ = [
+    "JOBS_STREAM",
+    "SYNC_STATUS_STREAM",
+    "USER_UPDATES_STREAM",
+    "Broadcast",
+    "Broker",
+    "Channel",
+    "SubscriptionRejected",
+    "SubscriptionRequest",
+    "install_realtime",
+    "publish_after_commit",
+    "register_channel",
+    "running_realtime",
+]
+
+
+def install_realtime(app: FastAPI) -> None:
+    app.state.channels = platform_channels()
+    app.add_api_websocket_route("/cable", cable_endpoint)
+    app.include_router(sse_router)
+
+
+@asynccontextmanager
+async def running_realtime(app: FastAPI) -> AsyncIterator[Broker]:
+    """The broker and the hub for the app's lifetime; ``app.state.redis`` must be set."""
+    settings: Settings = app.state.settings
+    broker = create_broker(
+        app.state.redis,
+        replay_size=settings.realtime_replay_buffer_size,
+        replay_ttl_seconds=settings.realtime_replay_ttl_seconds,
+    )
+    hub = Hub(settings.realtime_max_connections, settings.realtime_ping_interval_seconds)
+    app.state.broker = broker
+    app.state.cable = CableContext(
+        broker=broker,
+        hub=hub,
+        channels=app.state.channels,
+        database=app.state.database,
+        send_queue_size=settings.realtime_send_queue_size,
+    )
+    pinging = asyncio.create_task(hub.ping_forever())
+    notify_clients_before_exit(hub)
+    try:
+        yield broker
+    finally:
+        await hub.close_all()
+        pinging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinging
+        await broker.close()

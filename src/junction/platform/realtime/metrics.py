@@ -1,0 +1,30 @@
+"""Prometheus metrics of the live channels (``junction_realtime_*``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CONNECTIONS = Gauge(
+    "junction_realtime_connections",
+    "Open live connections, by transport (cable, sse).",
+    ["transport"],
+)
+SUBSCRIPTIONS = Gauge(
+    "junction_realtime_subscriptions",
+    "Active channel subscriptions, by channel.",
+    ["channel"],
+)
+MESSAGES_SENT = Counter(
+    "junction_realtime_messages_sent_total",
+    "Broadcast messages written to clients, by transport.",
+    ["transport"],
+)
+CLIENTS_DROPPED = Counter(
+    "junction_realtime_clients_dropped_total",
+    "Clients disconnected by the server, by reason (slow_client, too_many_connections, ...).",
+    ["reason"],
+)
+BROADCASTS = Counter(
+    "junction_realtime_broadcasts_total",
+    "Messages published to the broker by this process.",
+)

@@ -6,7 +6,7 @@ one worker process; the figure is N divided by the time from the first enqueue t
 last completion. SQLite: Junction against the database's own floor, the same rows
 inserted and then updated to done by bare statements in batches.
 
-    uv run --group bench python bench/jobs_throughput.py [--jobs N] [--concurrency C]
+    uv run --group bench python bench/jobs_throughput.py [--jobs N] [--concurrency 50,200]
 
 Each result is one JSON line: {"name", "value", "unit", "baseline", "ratio", "params"}.
 Set JUNCTION_BENCH_POSTGRES (default postgresql://postgres@127.0.0.1:5432/postgres) to
@@ -160,7 +160,12 @@ def settings_for(url: str) -> Settings:
     return Settings(database_url=url, log_level="WARNING", job_poll_seconds=0.5)
 
 
-async def main(jobs: int, concurrency: int) -> None:
+async def main(jobs: int, concurrencies: list[int]) -> None:
+    for concurrency in concurrencies:
+        await compare_at(jobs, concurrency)
+
+
+async def compare_at(jobs: int, concurrency: int) -> None:
     params = {"jobs": jobs, "concurrency": concurrency, "batch": BATCH, "workers": 1}
     junction_url = await fresh_postgres_database("junction_bench_jobs")
     procrastinate_url = await fresh_postgres_database("junction_bench_procrastinate")
@@ -187,6 +192,11 @@ async def main(jobs: int, concurrency: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--concurrency",
+        default="50,200",
+        help="Comma-separated: jobs run at once by the one worker (both libraries).",
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.jobs, arguments.concurrency))
+    levels = [int(level) for level in arguments.concurrency.split(",")]
+    asyncio.run(main(arguments.jobs, levels))

@@ -6,11 +6,12 @@ import asyncio
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from junction.platform.db import Database
 from junction.platform.jobs import enqueue
-from junction.platform.jobs.models import Job
+from junction.platform.jobs.models import Job, JobState
 from junction.settings import Settings
 from tests.platform.jobs.conftest import eventually as wait_for
 from tests.platform.jobs.conftest import (
@@ -20,6 +21,7 @@ from tests.platform.jobs.conftest import (
     junction_process,
     started,
 )
+from tests.support.live import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +174,21 @@ async def test_notify_wakes_a_worker_in_another_process(
             return (await job(database, enqueued.id)).state == "succeeded"
 
         await wait_for(done, timeout=30)
+
+
+async def test_a_separate_worker_serves_its_job_metrics(
+    job_settings: Settings, database: Database
+) -> None:
+    port = free_port()
+    with junction_process(job_settings, "worker", "--metrics-port", str(port)) as worker:
+        await started(worker, "worker started")
+        async with database.transaction() as session:
+            done = await enqueue(session, "tests.noop")
+        await wait_for(lambda: _succeeded(database, done.id), what="the job to succeed")
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert 'junction_job_runs_total{job="tests.noop",outcome="succeeded"} 1.0' in metrics
+
+
+async def _succeeded(database: Database, job_id: int) -> bool:
+    return (await job(database, job_id)).state == JobState.succeeded.value

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from prometheus_client import start_http_server
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -26,6 +27,15 @@ console = Console()
 T = TypeVar("T")
 
 
+_METRICS_PORT = typer.Option(
+    "--metrics-port",
+    envvar="JUNCTION_METRICS_PORT",
+    min=1,
+    max=65535,
+    help="Serve this process's Prometheus metrics at http://<host>:<port>/metrics.",
+)
+
+
 def worker(
     queues: Annotated[
         str | None,
@@ -34,17 +44,27 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs run at once per queue.")
     ] = None,
+    metrics_port: Annotated[int | None, _METRICS_PORT] = None,
 ) -> None:
     """Run a job worker until SIGTERM (running jobs finish or are released)."""
     settings = get_settings()
+    _serve_metrics(metrics_port, settings.host)
     specs = queues.split(",") if queues else settings.job_queues
     slots = parse_queues(specs, concurrency or settings.job_concurrency)
     asyncio.run(run_until_signalled(settings, worker=True, scheduler=False, queues=slots))
 
 
-def scheduler() -> None:
+def scheduler(metrics_port: Annotated[int | None, _METRICS_PORT] = None) -> None:
     """Run the scheduler until SIGTERM; any number may run, each tick fires once."""
-    asyncio.run(run_until_signalled(get_settings(), worker=False, scheduler=True))
+    settings = get_settings()
+    _serve_metrics(metrics_port, settings.host)
+    asyncio.run(run_until_signalled(settings, worker=False, scheduler=True))
+
+
+def _serve_metrics(port: int | None, host: str) -> None:
+    """This process's job runs, failures and durations, for Prometheus to scrape."""
+    if port is not None:
+        start_http_server(port, addr=host)
 
 
 def _in_transaction(action: Callable[[AsyncSession], Awaitable[T]]) -> T:

@@ -84,8 +84,9 @@ REGISTRY.register(JOB_STATS)
 
 async def refresh_job_stats_forever(database: Database, every_seconds: float) -> None:
     while True:
+        # Waiting first gives a starting process time to migrate before the first query.
+        await asyncio.sleep(every_seconds)
         try:
             await asyncio.wait_for(JOB_STATS.refresh(database), timeout=every_seconds)
         except Exception as exc:
             log.warning("job metrics refresh failed", error=str(exc))
-        await asyncio.sleep(every_seconds)

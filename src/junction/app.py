@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from junction.chat import api as chat_api
 from junction.chat import models as chat_models
+from junction.chat.channels import ChatChannel
 from junction.platform import auth
 from junction.platform.db import Base, Database
 from junction.platform.docs import install_docs
@@ -28,7 +29,7 @@ from junction.platform.logging import configure_logging
 from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
 from junction.platform.ratelimit import RateLimiter
-from junction.platform.realtime import install_realtime, running_realtime
+from junction.platform.realtime import install_realtime, register_channel, running_realtime
 from junction.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_realtime(app)
     app.include_router(jobs_api.router)
     app.include_router(chat_api.router)
+    register_channel(app, ChatChannel())
     load_job_modules((*JOB_MODULES, *settings.job_modules))
     return app
 

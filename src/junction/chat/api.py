@@ -31,6 +31,7 @@ from junction.chat.search import MAX_QUERY_LENGTH
 from junction.platform.db import DbSession, ReadSession
 from junction.platform.jobs import job_token
 from junction.platform.ratelimit import rate_limit
+from junction.platform.realtime import Broker
 from junction.settings import Settings
 
 router = APIRouter(prefix="/applications", tags=["chat"])
@@ -65,6 +66,15 @@ def _allocator(request: Request) -> NumberAllocator:
 
 
 Allocator = Annotated[NumberAllocator, Depends(_allocator)]
+
+
+def _broker(request: Request) -> Broker | None:
+    """The live channels' broker; None in an app whose lifespan has not started it."""
+    broker: Broker | None = getattr(request.app.state, "broker", None)
+    return broker
+
+
+LiveBroker = Annotated[Broker | None, Depends(_broker)]
 
 
 @dataclass(frozen=True)
@@ -199,9 +209,10 @@ async def create_message(
     response: Response,
     session: DbSession,
     allocator: Allocator,
+    broker: LiveBroker,
 ) -> Accepted:
     created = await service.create_message(
-        session, allocator, application_token, chat_number, body.message.body
+        session, allocator, broker, application_token, chat_number, body.message.body
     )
     _point_at_job(request, response, created.accepted)
     return created.accepted
@@ -268,8 +279,8 @@ async def update_message(
     number: MessageNumber,
     body: MessageUpdate,
     session: DbSession,
+    broker: LiveBroker,
 ) -> MessagePublic:
-    message = await service.edit_message(
-        session, application_token, chat_number, number, body.message.body
+    return await service.edit_message(
+        session, broker, application_token, chat_number, number, body.message.body
     )
-    return _message(message)

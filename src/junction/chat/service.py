@@ -2,7 +2,8 @@
 
 Services take the caller's session and never commit. A create writes its row and
 enqueues its follow-up job (counts) in the caller's transaction: once the 202 is sent
-the row is readable and searchable, and the job exists too.
+the row is readable and searchable, and the job exists too. Message creates and edits
+are announced on the chat's live channel once that transaction commits.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.chat import repository
+from junction.chat.channels import broadcast_after_commit
 from junction.chat.models import Application, Chat, Message
 from junction.chat.numbering import (
     CHAT_NUMBERS,
@@ -30,6 +32,7 @@ from junction.chat.schemas import Accepted, MessagePublic
 from junction.chat.search import query_words
 from junction.platform.errors import Conflict, NotFound, ValidationFailed
 from junction.platform.jobs import enqueue
+from junction.platform.realtime import Broker
 
 REFRESH_COUNTS_JOB = "chat.refresh_counts"
 RECONCILE_COUNTS_JOB = "chat.reconcile_counts"
@@ -109,7 +112,12 @@ async def _chat_id(session: AsyncSession, token: str, number: int) -> int:
 
 
 async def create_message(
-    session: AsyncSession, allocator: NumberAllocator, token: str, chat_number: int, body: str
+    session: AsyncSession,
+    allocator: NumberAllocator,
+    broker: Broker | None,
+    token: str,
+    chat_number: int,
+    body: str,
 ) -> CreatedMessage:
     chat_id = await _chat_id(session, token, chat_number)
     key = message_numbers_key(token, chat_number)
@@ -118,10 +126,9 @@ async def create_message(
         created_at = await repository.insert_message(session, chat_id, number, body)
         if created_at is not None:
             job_id = await _enqueue_counts(session, "chat", chat_id)
-            return CreatedMessage(
-                Accepted(job_id=str(job_id), number=number),
-                MessagePublic(number=number, body=body, created_at=created_at),
-            )
+            message = MessagePublic(number=number, body=body, created_at=created_at)
+            broadcast_after_commit(session, broker, token, chat_number, "message_created", message)
+            return CreatedMessage(Accepted(job_id=str(job_id), number=number), message)
         number = await allocator.after_conflict(session, MESSAGE_NUMBERS, chat_id, key)
     raise Conflict("Could not allocate a message number; please retry")
 
@@ -142,12 +149,19 @@ async def get_message(session: AsyncSession, token: str, chat_number: int, numbe
 
 
 async def edit_message(
-    session: AsyncSession, token: str, chat_number: int, number: int, body: str
-) -> Message:
+    session: AsyncSession,
+    broker: Broker | None,
+    token: str,
+    chat_number: int,
+    number: int,
+    body: str,
+) -> MessagePublic:
     message = await get_message(session, token, chat_number, number)
     repository.set_message_body(message, body)
     await session.flush()
-    return message
+    edited = MessagePublic(number=message.number, body=message.body, created_at=message.created_at)
+    broadcast_after_commit(session, broker, token, chat_number, "message_updated", edited)
+    return edited
 
 
 async def search_messages(

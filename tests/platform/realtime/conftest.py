@@ -1,50 +1,19 @@
-"""Real servers for the live-channel tests.
-
-``serve`` runs uvicorn in the test's own event loop on a free loopback port: clients
-(Python and Node) talk to it over real sockets, while the test publishes through the
-app's real broker, as a domain would.
-"""
+"""Real servers for the live-channel tests (see ``tests/support/realtime.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from websockets.asyncio.client import ClientConnection, connect
 
 from junction.app import create_app
-from junction.platform.auth import Scope, create_api_key
-from junction.platform.realtime import Broker
 from junction.settings import Settings
-from tests.support.live import free_port
+from tests.support.realtime import CableClient, RunningServer, cable_client, serving
 
-
-@dataclass
-class RunningServer:
-    app: FastAPI
-    base_url: str
-
-    @property
-    def cable_url(self) -> str:
-        return self.base_url.replace("http://", "ws://") + "/cable"
-
-    @property
-    def broker(self) -> Broker:
-        broker: Broker = self.app.state.broker
-        return broker
-
-    async def api_key(self, *scopes: Scope) -> str:
-        async with self.app.state.database.transaction() as session:
-            _, plain = await create_api_key(session, "test", scopes)
-        return plain
-
+__all__ = ["CableClient", "RunningServer", "ServeFactory", "cable_client"]
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
@@ -60,53 +29,7 @@ def serve(settings: Settings) -> ServeFactory:
         overrides.setdefault("realtime_ping_interval_seconds", 0.2)
         app = create_app(settings.model_copy(update=overrides))
         prepare(app)
-        port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, ws_per_message_deflate=False
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the server stopped before it started")
-                await asyncio.sleep(0.01)
-            while not app.state.startup.migrated:
-                await asyncio.sleep(0.01)
-            yield RunningServer(app, f"http://127.0.0.1:{port}")
-        finally:
-            server.should_exit = True
-            await task
+        async with serving(app) as server:
+            yield server
 
     return running
-
-
-class CableClient:
-    """A plain WebSocket client speaking Action Cable by hand, for protocol details."""
-
-    def __init__(self, websocket: ClientConnection) -> None:
-        self.websocket = websocket
-
-    async def send(self, command: str, identifier: str, **extra: Any) -> None:
-        await self.websocket.send(
-            json.dumps({"command": command, "identifier": identifier, **extra})
-        )
-
-    async def next_frame(self, *, skip_pings: bool = True, timeout: float = 10) -> dict[str, Any]:
-        while True:
-            raw = await asyncio.wait_for(self.websocket.recv(), timeout)
-            frame: dict[str, Any] = json.loads(raw)
-            if not (skip_pings and frame.get("type") == "ping"):
-                return frame
-
-    async def subscribe(self, identifier: str) -> dict[str, Any]:
-        await self.send("subscribe", identifier)
-        return await self.next_frame()
-
-
-@asynccontextmanager
-async def cable_client(url: str, **options: Any) -> AsyncIterator[CableClient]:
-    options.setdefault("subprotocols", ["actioncable-v1-json", "actioncable-unsupported"])
-    async with connect(url, compression=None, **options) as websocket:
-        yield CableClient(websocket)

@@ -14,7 +14,12 @@ from redis.asyncio import Redis
 from junction.chat import api as chat_api
 from junction.chat import models as chat_models
 from junction.chat.channels import ChatChannel
+from junction.emulators import provider as provider_emulator
+from junction.emulators.wellness import create_wellness_emulator
+from junction.events import api as events_api
+from junction.events import models as events_models
 from junction.platform import auth
+from junction.platform.cache import open_cache
 from junction.platform.db import Base, Database
 from junction.platform.docs import install_docs
 from junction.platform.errors import install_error_handlers
@@ -31,6 +36,9 @@ from junction.platform.migrations import upgrade_to_head
 from junction.platform.ratelimit import RateLimiter
 from junction.platform.realtime import install_realtime, register_channel, running_realtime
 from junction.settings import Settings, get_settings
+from junction.wellness import api as wellness_api
+from junction.wellness import models as wellness_models
+from junction.wellness.metrics import refresh_wellness_stats_forever
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +50,18 @@ MODELS = (
     chat_models.Application,
     chat_models.Chat,
     chat_models.Message,
+    events_models.Event,
+    events_models.Slot,
+    events_models.Zone,
+    events_models.SyncRun,
+    wellness_models.Client,
+    wellness_models.Appointment,
+    wellness_models.SyncState,
+    wellness_models.SyncRun,
+    wellness_models.DeadLetter,
 )
 # The domains' job handlers and schedules, loaded by every process that runs or enqueues jobs.
-JOB_MODULES = ("junction.chat.jobs",)
+JOB_MODULES = ("junction.chat.jobs", "junction.events.jobs", "junction.wellness.jobs")
 metadata = Base.metadata
 
 API_DESCRIPTION = """
@@ -79,6 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_api.router)
     app.include_router(chat_api.router)
     register_channel(app, ChatChannel())
+    app.include_router(events_api.router)
+    app.include_router(wellness_api.router)
+    if settings.demo:
+        app.mount("/emulators/provider", provider_emulator.create_app())
+        app.mount("/emulators/wellness", create_wellness_emulator())
     load_job_modules((*JOB_MODULES, *settings.job_modules))
     return app
 
@@ -91,11 +113,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.redis = Redis.from_url(redis_url) if redis_url else None
     app.state.rate_limiter = RateLimiter(settings.rate_limits, redis_url)
+    app.state.cache = open_cache(settings)
     app.state.startup = StartupState()
     app.state.jobs = None
     preparing = asyncio.create_task(_prepare_database(app))
     job_stats = asyncio.create_task(
         refresh_job_stats_forever(database, settings.job_metrics_refresh_seconds)
+    )
+    wellness_stats = asyncio.create_task(
+        refresh_wellness_stats_forever(database, settings.job_metrics_refresh_seconds)
     )
     try:
         async with running_realtime(app):
@@ -103,12 +129,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         preparing.cancel()
         job_stats.cancel()
-        for task in (preparing, job_stats):
+        wellness_stats.cancel()
+        for task in (preparing, job_stats, wellness_stats):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if app.state.jobs is not None:
             # Running jobs get the grace period, then go back to the queue.
             await app.state.jobs.shutdown()
+        await app.state.cache.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await database.dispose()

@@ -15,12 +15,14 @@ from rich.table import Table
 
 from junction.app import JOB_MODULES
 from junction.chat import cli as chat_cli
+from junction.events import cli as events_cli
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.platform.jobs import cli as jobs_cli
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.migrations import upgrade_to_head
 from junction.settings import get_settings
+from junction.wellness import cli as wellness_cli
 
 app = typer.Typer(no_args_is_help=True, help="Junction: one service, five systems.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
@@ -33,6 +35,12 @@ app.command()(chat_cli.reseed)
 app.command()(chat_cli.seed_summary)
 app.command()(chat_cli.reindex)
 app.add_typer(chat_cli.counts_app, name="counts")
+sync_app = typer.Typer(no_args_is_help=True, help="Pull an integration's data now.")
+app.add_typer(sync_app, name="sync")
+sync_app.command("events")(events_cli.sync_events)
+sync_app.command("clients")(wellness_cli.sync_clients)
+sync_app.command("appointments")(wellness_cli.sync_appointments)
+sync_app.command("all")(wellness_cli.sync_all)
 # A standalone worker or scheduler runs the domains' jobs without importing the app.
 load_job_modules(JOB_MODULES)
 console = Console()
@@ -43,11 +51,18 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Web processes.")] = 1,
+    demo: Annotated[
+        bool, typer.Option(help="Also serve the emulators and point the integrations at them.")
+    ] = False,
 ) -> None:
     """Run the HTTP API (migrations are applied on start)."""
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
+    if demo:
+        # The app factory (here or in a worker process) reads these to find the emulators.
+        os.environ.update(JUNCTION_DEMO="true", JUNCTION_HOST=host, JUNCTION_PORT=str(port))
+        get_settings.cache_clear()
     if workers > 1:
         # Migrate once here rather than in every worker at the same moment.
         asyncio.run(Database(settings).wait_until_reachable(settings.database_startup_attempts))

@@ -11,7 +11,9 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -101,6 +103,80 @@ class Settings(BaseSettings):
         default=86_400, ge=1, description="A quiet stream's replay buffer expires (Redis)."
     )
 
+    demo: bool = Field(
+        default=False,
+        description="Mount the emulators under /emulators/<name> and point the integrations "
+        "whose base URL is unset at them (`junction serve --demo`).",
+    )
+
+    wellness_api_url: str | None = Field(
+        default=None,
+        validation_alias=_env_alias("wellness_api_url", "MOCK_API_URL"),
+        description="Base URL of the wellness API that clients and appointments come from.",
+    )
+    wellness_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env_alias("wellness_api_key", "MOCK_API_KEY")
+    )
+    wellness_api_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=_env_alias("wellness_api_timeout_seconds", "EXTERNAL_API_TIMEOUT"),
+    )
+    wellness_api_retry_attempts: int = Field(
+        default=3,
+        ge=0,
+        validation_alias=_env_alias("wellness_api_retry_attempts", "EXTERNAL_API_RETRY_ATTEMPTS"),
+        description="Retries after a failed call (429, 5xx, timeout), on top of the first try.",
+    )
+    wellness_api_backoff_seconds: float = Field(default=1.0, gt=0)
+    wellness_api_timezone: str = Field(
+        default="UTC", description="Time zone of upstream times sent without an offset."
+    )
+    wellness_page_size: int = Field(default=500, ge=1, le=1000)
+    wellness_incremental: bool = Field(
+        default=True, description="Fetch only changes (updated_since) once a cursor exists."
+    )
+    wellness_clients_cron: str = "0 */6 * * *"
+    wellness_appointments_cron: str = "0 */2 * * *"
+    wellness_sync_lease_seconds: float = Field(
+        default=300.0, gt=0, description="A sync that stops heartbeating this long is taken over."
+    )
+
+    provider_url: str | None = Field(
+        default=None,
+        description="URL of the ticketing provider's XML feed (`GET`); unset in demo mode "
+        "means the provider emulator.",
+    )
+    provider_timezone: str = Field(
+        default="UTC",
+        description="Time zone of the provider's times, which carry no offset; stored as UTC.",
+    )
+    provider_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    provider_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    provider_attempts: int = Field(default=4, ge=1, description="Tries per fetch, with backoff.")
+    provider_max_feed_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="A larger feed is refused unread."
+    )
+    events_sync_interval_seconds: float = Field(default=300.0, gt=0)
+    events_sync_first_run_seconds: float = Field(
+        default=5.0, ge=0, description="The first sync runs this long after the scheduler starts."
+    )
+    events_max_per_page: int = Field(default=100, ge=1)
+    events_cache_version_check_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often a web process checks the database for newly synced data.",
+    )
+    events_http_max_age_seconds: int = Field(
+        default=60, ge=0, description="Cache-Control max-age of the events API."
+    )
+
+    cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    cache_max_entries: int = Field(default=100, ge=1, description="In-process LRU size.")
+    cache_redis_retry_seconds: float = Field(
+        default=5.0, gt=0, description="After a Redis failure, memory serves this long."
+    )
+
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.auto
 
@@ -141,6 +217,22 @@ class Settings(BaseSettings):
         if self.job_heartbeat_seconds >= self.job_lease_seconds:
             raise ValueError("job_heartbeat_seconds must be shorter than job_lease_seconds")
         return self
+
+    @field_validator("wellness_clients_cron", "wellness_appointments_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(f"invalid cron expression: {value!r}")
+        return value
+
+    @field_validator("wellness_api_timezone", "provider_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone: {value!r}") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

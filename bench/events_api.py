@@ -1,0 +1,172 @@
+"""GET /api/v1/events on a warm cache against the framework's ceiling, measured with wrk.
+
+The same server process also answers ``GET /bench/constant`` with a constant body of the
+same size as the events answer: that is the ceiling of FastAPI + uvicorn + Junction's
+middleware on this machine, measured in the same run. Goal: at least 80 % of the ceiling
+and p99 under 20 ms at 64 connections.
+
+    uv run python bench/events_api.py [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastapi import FastAPI, Request, Response
+from tests.support.live import free_port
+
+from junction.app import create_app
+from junction.emulators.provider import fixture
+from junction.events import service
+from junction.platform.db import Database
+from junction.platform.migrations import upgrade_to_head
+from junction.settings import Settings
+
+CONNECTIONS = 64
+QUERY = "starts_at=2021-01-01T00:00:00Z&ends_at=2021-12-31T23:59:59Z"
+
+
+def create_bench_app() -> FastAPI:
+    """Junction's app plus the constant-body ceiling route, in one process."""
+    app = create_app()
+    app.state.constant_body = b"{}"
+
+    @app.put("/bench/constant", include_in_schema=False)
+    async def set_constant(request: Request) -> Response:
+        app.state.constant_body = await request.body()
+        return Response(status_code=204)
+
+    @app.get("/bench/constant", include_in_schema=False)
+    async def constant() -> Response:
+        return Response(app.state.constant_body, media_type="application/json")
+
+    return app
+
+
+async def seed(database_url: str) -> None:
+    database = Database(Settings(database_url=database_url))
+    try:
+        for name in ("response_1.xml", "response_2.xml", "response_3.xml"):
+            async with database.transaction() as session:
+                await service.persist_feed(session, io.BytesIO(fixture(name)), ZoneInfo("UTC"))
+    finally:
+        await database.dispose()
+
+
+def wrk(url: str, seconds: int) -> tuple[float, float]:
+    """Requests per second and p99 latency in milliseconds."""
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return rps, p99_ms
+
+
+def line(name: str, value: float, unit: str, baseline: float, params: dict[str, object]) -> None:
+    ratio = round(value / baseline, 3) if baseline else None
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "value": round(value, 2),
+                "unit": unit,
+                "baseline": round(baseline, 2),
+                "ratio": ratio,
+                "params": params,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        upgrade_to_head(Settings(database_url=database_url))
+        asyncio.run(seed(database_url))
+        port = free_port()
+        env = {
+            **os.environ,
+            "JUNCTION_DATABASE_URL": database_url,
+            "JUNCTION_MIGRATE_ON_START": "false",
+            "JUNCTION_RUN_EMBEDDED_WORKER": "false",
+            "JUNCTION_LOG_LEVEL": "WARNING",
+            "JUNCTION_EVENTS_CACHE_VERSION_CHECK_SECONDS": "5",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.events_api:create_bench_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    sys.exit("server did not start")
+                time.sleep(0.2)
+            body = httpx.get(f"{base}/api/v1/events?{QUERY}").content
+            assert httpx.get(f"{base}/api/v1/events?{QUERY}").headers["x-cache"] == "hit"
+            httpx.put(f"{base}/bench/constant", content=body)
+            wrk(f"{base}/bench/constant", 2)  # warm-up
+            ceiling_rps, ceiling_p99 = wrk(f"{base}/bench/constant", args.seconds)
+            rps, p99 = wrk(f"{base}/api/v1/events?{QUERY}", args.seconds)
+        finally:
+            server.terminate()
+            server.wait(30)
+    params = {
+        "connections": CONNECTIONS,
+        "seconds": args.seconds,
+        "body_bytes": len(body),
+        "cpus": os.cpu_count(),
+        "server": "uvicorn, 1 process, SQLite, in-process cache",
+    }
+    line("events_api_warm_cache_rps", rps, "requests/s", ceiling_rps, params)
+    line("events_api_warm_cache_p99", p99, "ms", ceiling_p99, params)
+
+
+if __name__ == "__main__":
+    main()

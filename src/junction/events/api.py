@@ -1,0 +1,251 @@
+"""Routes of the events domain: seed 002's API, the challenge's ``/search``, sync control.
+
+Reads never wait on the provider: they are answered from the cache, or the database on a
+miss. A cached answer is stored with its ETag, so a hit costs one cache lookup and no
+serialisation, and ``If-None-Match`` gets a 304.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from junction.events import repository, service
+from junction.events.schemas import (
+    ErrorsBody,
+    EventsPage,
+    EventSyncAccepted,
+    EventSyncRunPublic,
+    EventSyncRuns,
+    SearchErrorResponse,
+    SearchResponse,
+)
+from junction.platform.auth import Principal, Scope, require_scope
+from junction.platform.cache import Cache, record_lookup
+from junction.platform.db import Database, DbSession, ReadSession, database_of
+from junction.platform.errors import ValidationFailed
+from junction.platform.jobs import enqueue
+from junction.platform.ratelimit import rate_limit
+from junction.settings import Settings
+
+router = APIRouter(tags=["events"])
+CACHE_NAMESPACE = "events"
+
+ERRORS_EXAMPLE = {"errors": ["End date is missing or invalid"]}
+
+
+def _error_doc(description: str, example: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"model": ErrorsBody, "description": description}
+    if example is not None:
+        doc["content"] = {"application/json": {"example": example}}
+    return doc
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error_doc("No API key, or an invalid or revoked one."),
+    403: _error_doc("The API key lacks the scope this route needs."),
+    422: _error_doc("A parameter is invalid."),
+}
+
+
+STARTS_AT_DOC = "Start of the range, ISO 8601 (`2021-02-10T00:00:00Z`); no offset means UTC."
+ENDS_AT_DOC = "End of the range, ISO 8601; a slot touching either end counts as overlapping."
+
+
+def parse_moment(value: str | None) -> datetime | None:
+    """An ISO 8601 date or date-time as aware UTC, or None if missing or invalid."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if " " in text and "T" in text:
+        text = text.replace(" ", "+")  # an unencoded "+01:00" arrives as " 01:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _range_problems(
+    starts_at: datetime | None, ends_at: datetime | None, start_name: str, end_name: str
+) -> list[str]:
+    problems = []
+    if starts_at is None:
+        problems.append(f"{start_name} is missing or invalid")
+    if ends_at is None:
+        problems.append(f"{end_name} is missing or invalid")
+    if starts_at is not None and ends_at is not None and ends_at < starts_at:
+        problems.append(f"{end_name} must not be before the {start_name.lower()}")
+    return problems
+
+
+def etag_of(body: bytes) -> bytes:
+    return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+async def cached_json(
+    request: Request, key_suffix: str, build: Callable[[Database], Awaitable[BaseModel]]
+) -> Response:
+    """The cached answer for ``key_suffix`` (built and stored on a miss), with ETag."""
+    cache: Cache = request.app.state.cache
+    version = await _data_version(request)
+    key = await cache.key(CACHE_NAMESPACE, f"{version}:{key_suffix}")
+    entry = await cache.get(key)
+    record_lookup(CACHE_NAMESPACE, entry is not None)
+    state = "hit" if entry is not None else "miss"
+    if entry is None:
+        body = (await build(database_of(request))).model_dump_json().encode()
+        entry = etag_of(body) + b"\n" + body
+        await cache.set(key, entry)
+    etag, _, body = entry.partition(b"\n")
+    settings: Settings = request.app.state.settings
+    headers = {
+        "ETag": etag.decode(),
+        "Cache-Control": f"public, max-age={settings.events_http_max_age_seconds}",
+        "X-Cache": state,
+    }
+    if _matches(request.headers.get("if-none-match"), headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def _data_version(request: Request) -> int:
+    watcher: service.DataVersionWatcher | None = getattr(
+        request.app.state, "events_data_version", None
+    )
+    if watcher is None:
+        settings: Settings = request.app.state.settings
+        watcher = service.DataVersionWatcher(
+            database_of(request), settings.events_cache_version_check_seconds
+        )
+        request.app.state.events_data_version = watcher
+    return await watcher.current()
+
+
+@router.get(
+    "/api/v1/events",
+    summary="Events with a current slot in the range, with their slots and zones",
+    response_model=EventsPage,
+    responses={
+        200: {"description": "One page of events, earliest first; ETag and Cache-Control set."},
+        304: {"description": "Not modified: the If-None-Match ETag is still current."},
+        422: _error_doc("A date is missing, invalid or reversed; bad paging.", ERRORS_EXAMPLE),
+        429: _error_doc("Rate limited; see Retry-After."),
+    },
+)
+async def list_events(
+    request: Request,
+    starts_at: Annotated[
+        str | None, Query(description=STARTS_AT_DOC, examples=["2021-02-10T00:00:00Z"])
+    ] = None,
+    ends_at: Annotated[
+        str | None, Query(description=ENDS_AT_DOC, examples=["2021-07-31T23:59:59Z"])
+    ] = None,
+    page: Annotated[int, Query(ge=1, description="Page number, from 1.")] = 1,
+    per_page: Annotated[
+        int, Query(ge=1, description="Events per page, at most `JUNCTION_EVENTS_MAX_PER_PAGE`.")
+    ] = 20,
+) -> Response:
+    start, end = parse_moment(starts_at), parse_moment(ends_at)
+    problems = _range_problems(start, end, "Start date", "End date")
+    settings: Settings = request.app.state.settings
+    if per_page > settings.events_max_per_page:
+        problems.append(f"per_page must be at most {settings.events_max_per_page}")
+    if problems:
+        raise ValidationFailed(*problems)
+    assert start is not None
+    assert end is not None
+
+    async def build(database: Database) -> BaseModel:
+        async with database.reading() as session:
+            return await service.events_page(session, start, end, page, per_page)
+
+    suffix = f"list:{start.isoformat()}:{end.isoformat()}:{page}:{per_page}"
+    return await cached_json(request, suffix, build)
+
+
+@router.get(
+    "/search",
+    summary="The provider challenge's search: events ever sold online, one per slot",
+    response_model=SearchResponse,
+    responses={
+        304: {"description": "Not modified."},
+        400: {"model": SearchErrorResponse, "description": "A date is missing or invalid."},
+        422: {"model": SearchErrorResponse, "description": "Never sent: errors are 400 here."},
+    },
+)
+async def search(
+    request: Request,
+    starts_at: Annotated[
+        str | None, Query(description=STARTS_AT_DOC, examples=["2021-02-10T00:00:00Z"])
+    ] = None,
+    ends_at: Annotated[
+        str | None, Query(description=ENDS_AT_DOC, examples=["2021-07-31T23:59:59Z"])
+    ] = None,
+) -> Response:
+    start, end = parse_moment(starts_at), parse_moment(ends_at)
+    problems = _range_problems(start, end, "starts_at", "ends_at")
+    if problems:
+        error = {"code": "invalid_parameter", "message": "; ".join(problems)}
+        return JSONResponse({"error": error, "data": None}, status_code=400)
+    assert start is not None
+    assert end is not None
+
+    async def build(database: Database) -> BaseModel:
+        async with database.reading() as session:
+            return SearchResponse(data=await service.search(session, start, end), error=None)
+
+    return await cached_json(request, f"search:{start.isoformat()}:{end.isoformat()}", build)
+
+
+SyncScope = Annotated[Principal, Depends(require_scope(Scope.sync))]
+
+
+@router.post(
+    "/api/v1/events/sync",
+    status_code=202,
+    summary="Pull the provider's feed now (a job; two triggers in a row give one run)",
+    dependencies=[Depends(rate_limit("write"))],
+    responses={**AUTH_ERRORS, 429: _error_doc("Rate limited; see Retry-After.")},
+)
+async def trigger_sync(session: DbSession, principal: SyncScope) -> EventSyncAccepted:
+    enqueued = await enqueue(
+        session,
+        service.SYNC_JOB,
+        {"trigger": "api"},
+        unique_key=service.SYNC_JOB,
+        created_by=principal.key_id,
+    )
+    return EventSyncAccepted(
+        job_id=enqueued.id, created=enqueued.created, status_url=f"/api/v1/jobs/{enqueued.id}"
+    )
+
+
+ReadScope = Annotated[Principal, Depends(require_scope(Scope.read))]
+
+
+@router.get(
+    "/api/v1/events/sync/runs",
+    summary="The latest sync runs: when, status, counts and errors",
+    responses=AUTH_ERRORS,
+)
+async def sync_runs(
+    session: ReadSession,
+    _: ReadScope,
+    limit: Annotated[int, Query(ge=1, le=100, description="How many runs, newest first.")] = 20,
+) -> EventSyncRuns:
+    runs = await repository.recent_runs(session, limit)
+    return EventSyncRuns(data=[EventSyncRunPublic.of(run) for run in runs])

@@ -1,0 +1,279 @@
+"""Wire shapes of the events API: seed 002's ``/api/v1/events`` and the provider challenge's
+``/search``, byte for byte as those documents show them (times with milliseconds and
+``Z``, prices as decimal strings such as ``"20.0"``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+
+from junction.events.models import Event, Slot, SyncRun, Zone
+
+
+def wire_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def wire_price(price: Decimal) -> str:
+    """As the seed shows prices: the shortest decimal with at least one fraction digit."""
+    text = f"{price.normalize():f}"
+    return text if "." in text else f"{text}.0"
+
+
+WireTime = Annotated[datetime, PlainSerializer(wire_time, return_type=str)]
+
+
+class ZonePublic(BaseModel):
+    id: int
+    uuid: UUID
+    external_id: str
+    name: str
+    capacity: int
+    price: str
+    numbered: bool
+    created_at: WireTime
+
+    @classmethod
+    def of(cls, zone: Zone) -> ZonePublic:
+        return cls(
+            id=zone.id,
+            uuid=zone.uuid,
+            external_id=zone.external_id,
+            name=zone.name,
+            capacity=zone.capacity,
+            price=wire_price(zone.price),
+            numbered=zone.numbered,
+            created_at=zone.created_at,
+        )
+
+
+class SlotPublic(BaseModel):
+    id: int
+    uuid: UUID
+    external_id: str
+    starts_at: WireTime
+    ends_at: WireTime
+    sell_from: WireTime
+    sell_to: WireTime
+    sold_out: bool
+    created_at: WireTime
+    zones: list[ZonePublic]
+
+    @classmethod
+    def of(cls, slot: Slot) -> SlotPublic:
+        return cls(
+            id=slot.id,
+            uuid=slot.uuid,
+            external_id=slot.external_id,
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            sell_from=slot.sell_from,
+            sell_to=slot.sell_to,
+            sold_out=slot.sold_out,
+            created_at=slot.created_at,
+            zones=[ZonePublic.of(zone) for zone in slot.zones],
+        )
+
+
+class EventPublic(BaseModel):
+    id: int
+    uuid: UUID
+    external_id: str
+    title: str
+    sell_mode: str
+    organizer_company_id: int | None
+    created_at: WireTime
+    slots: list[SlotPublic]
+
+    @classmethod
+    def of(cls, event: Event, slots: list[Slot]) -> EventPublic:
+        return cls(
+            id=event.id,
+            uuid=event.uuid,
+            external_id=event.external_id,
+            title=event.title,
+            sell_mode=event.sell_mode,
+            organizer_company_id=event.organizer_company_id,
+            created_at=event.created_at,
+            slots=[SlotPublic.of(slot) for slot in slots],
+        )
+
+
+class EventsPagination(BaseModel):
+    current_page: int
+    per_page: int
+    total_count: int
+    total_pages: int
+
+
+class EventsPageMeta(BaseModel):
+    pagination: EventsPagination
+
+
+EVENTS_EXAMPLE: dict[str, Any] = {
+    "meta": {"pagination": {"current_page": 1, "per_page": 20, "total_count": 1, "total_pages": 1}},
+    "data": [
+        {
+            "id": 84,
+            "uuid": "62d1630c-d84b-4d59-8b62-75a4ccbd78a7",
+            "external_id": "291",
+            "title": "Camela en concierto",
+            "sell_mode": "online",
+            "organizer_company_id": None,
+            "created_at": "2025-03-17T13:25:48.481Z",
+            "slots": [
+                {
+                    "id": 229,
+                    "uuid": "5fec7f8b-531a-4b17-bb82-9a10169e2a97",
+                    "external_id": "291",
+                    "starts_at": "2021-06-30T21:00:00.000Z",
+                    "ends_at": "2021-06-30T22:00:00.000Z",
+                    "sell_from": "2020-07-01T00:00:00.000Z",
+                    "sell_to": "2021-06-30T20:00:00.000Z",
+                    "sold_out": False,
+                    "created_at": "2025-03-17T15:33:10.766Z",
+                    "zones": [
+                        {
+                            "id": 423,
+                            "uuid": "013276f2-a59d-4e9a-a0ac-fb1e603e2e22",
+                            "external_id": "40",
+                            "name": "Platea",
+                            "capacity": 243,
+                            "price": "20.0",
+                            "numbered": True,
+                            "created_at": "2025-03-17T15:33:10.766Z",
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+class EventsPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EVENTS_EXAMPLE]})
+
+    meta: EventsPageMeta
+    data: list[EventPublic]
+
+
+class SearchEvent(BaseModel):
+    """One current slot of an event that was ever sold online, as the challenge names it."""
+
+    id: UUID
+    title: str
+    start_date: date
+    start_time: time
+    end_date: date
+    end_time: time
+    min_price: float | None
+    max_price: float | None
+
+
+class SearchEvents(BaseModel):
+    events: list[SearchEvent]
+
+
+class SearchError(BaseModel):
+    code: str
+    message: str
+
+
+SEARCH_EXAMPLE: dict[str, Any] = {
+    "data": {
+        "events": [
+            {
+                "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                "title": "Camela en concierto",
+                "start_date": "2021-06-30",
+                "start_time": "21:00:00",
+                "end_date": "2021-06-30",
+                "end_time": "22:00:00",
+                "min_price": 15.0,
+                "max_price": 30.0,
+            }
+        ]
+    },
+    "error": None,
+}
+
+
+class SearchResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_EXAMPLE]})
+
+    data: SearchEvents | None
+    error: SearchError | None
+
+
+class SearchErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {"code": "invalid_parameter", "message": "ends_at is missing"},
+                    "data": None,
+                }
+            ]
+        }
+    )
+
+    error: SearchError
+    data: None
+
+
+class ErrorsBody(BaseModel):
+    """The error shape of every route but ``/search``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"errors": ["End date is missing or invalid"]}]}
+    )
+
+    errors: list[str]
+
+
+class EventSyncAccepted(BaseModel):
+    job_id: int
+    created: bool
+    """False when a sync was already queued or running: its id is returned."""
+    status_url: str
+
+
+class EventSyncRunPublic(BaseModel):
+    id: int
+    trigger: str
+    source: str
+    status: str
+    started_at: WireTime
+    finished_at: WireTime | None
+    created: int
+    updated: int
+    unchanged: int
+    skipped: int
+    rows_written: int
+    errors: list[str]
+
+    @classmethod
+    def of(cls, run: SyncRun) -> EventSyncRunPublic:
+        return cls(
+            id=run.id,
+            trigger=run.trigger,
+            source=run.source,
+            status=run.status,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            created=run.created,
+            updated=run.updated,
+            unchanged=run.unchanged,
+            skipped=run.skipped,
+            rows_written=run.rows_written,
+            errors=[str(error) for error in run.errors],
+        )
+
+
+class EventSyncRuns(BaseModel):
+    data: list[EventSyncRunPublic]

@@ -1,0 +1,127 @@
+"""The wellness sync's jobs and schedules, on the ``sync`` queue (served before ``default``).
+
+The scheduler fires ``wellness.scheduled_sync``, which only enqueues ``wellness.sync`` under
+the kind's unique key: a scheduled tick, a manual trigger and a retry then share one
+queued-or-running sync instead of piling up. A run that failed for a reason a later
+attempt may not meet (429, 5xx, timeouts) fails its job, so the job system retries it with
+backoff; wrong credentials or a wrong URL do not retry: the run says what to fix.
+
+Each run's progress and result go to ``SyncStatusChannel`` after each commit, through the
+Redis broker when Redis is configured (any process can publish to every web process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from pydantic_core import to_jsonable_python
+from redis.asyncio import Redis
+
+from junction.platform.jobs import Backoff, JobContext, registry
+from junction.platform.realtime import SYNC_STATUS_STREAM, Broker
+from junction.platform.realtime.broker import create_broker
+from junction.settings import Settings, get_settings
+from junction.wellness.models import SyncKind
+from junction.wellness.service import (
+    SCHEDULE_NAMES,
+    SCHEDULED_SYNC_JOB,
+    SYNC_JOB,
+    RunReport,
+    SyncEngine,
+    SyncRequest,
+    trigger_sync,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class SyncFailed(Exception):
+    """The run failed in a way worth retrying; its error is in the run history too."""
+
+
+class SyncStatusPublisher:
+    """Sends run reports to SyncStatusChannel's stream; a process without Redis sends none."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.redis = Redis.from_url(url) if url else None
+        self.broker: Broker | None = (
+            create_broker(
+                self.redis,
+                replay_size=settings.realtime_replay_buffer_size,
+                replay_ttl_seconds=settings.realtime_replay_ttl_seconds,
+            )
+            if self.redis is not None
+            else None
+        )
+        self.pending: set[asyncio.Task[int]] = set()
+
+    def __call__(self, report: RunReport) -> None:
+        if self.broker is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.broker.publish(SYNC_STATUS_STREAM, report.as_message())
+        )
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def aclose(self) -> None:
+        results = await asyncio.gather(*self.pending, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("sync status broadcast failed", error=str(result))
+        if self.broker is not None:
+            await self.broker.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+@registry.job(
+    SYNC_JOB,
+    queue="sync",
+    max_attempts=3,
+    timeout_seconds=6 * 3600,
+    backoff=Backoff(base_seconds=60, max_seconds=900),
+)
+async def run_sync(job: JobContext) -> dict[str, Any]:
+    payload = job.payload or {}
+    request = SyncRequest(
+        kind=SyncKind(payload["kind"]),
+        trigger=str(payload.get("trigger", "manual")),
+        full=bool(payload.get("full", False)),
+        job_id=job.id,
+    )
+    publisher = SyncStatusPublisher(job.settings)
+    try:
+        report = await SyncEngine(job.database, job.settings, observe=publisher).run(request)
+    finally:
+        await publisher.aclose()
+    if report.retryable:
+        raise SyncFailed(f"{request.kind.value} sync run {report.run_id} failed: {report.error}")
+    summary: dict[str, Any] = to_jsonable_python(report.as_message())
+    summary.pop("type")
+    return summary
+
+
+@registry.job(SCHEDULED_SYNC_JOB, queue="sync", max_attempts=5)
+async def enqueue_scheduled_sync(job: JobContext) -> dict[str, Any]:
+    kind = SyncKind((job.payload or {})["kind"])
+    async with job.database.transaction() as session:
+        enqueued = await trigger_sync(session, kind, trigger="schedule")
+    return {"kind": kind.value, "job_id": enqueued.id, "created": enqueued.created}
+
+
+def _register_schedules(settings: Settings) -> None:
+    crons = {
+        SyncKind.clients: settings.wellness_clients_cron,
+        SyncKind.appointments: settings.wellness_appointments_cron,
+    }
+    for kind, cron in crons.items():
+        registry.schedule(
+            SCHEDULE_NAMES[kind], SCHEDULED_SYNC_JOB, cron=cron, payload={"kind": kind.value}
+        )
+
+
+_register_schedules(get_settings())

@@ -1,0 +1,154 @@
+"""Clients and appointments pulled from the wellness API, and the bookkeeping of the sync.
+
+Both synced tables carry the seed's sync fields (``external_id``, ``last_synced_at``,
+``sync_status``, ``sync_errors``) plus ``content_hash`` (to count unchanged records without
+rewriting them) and ``deleted_at`` (a record deleted upstream is kept, marked, not live).
+
+``wellness_sync_state`` holds, per kind, the incremental cursor and the lease of the run in
+progress; ``wellness_sync_runs`` is the run history; ``wellness_dead_letters`` the records
+that upstream sent but could not be stored, with why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from junction.platform.db import Base, UTCDateTime, utcnow
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (auto-increment).
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class SyncKind(StrEnum):
+    clients = "clients"
+    appointments = "appointments"
+
+
+class SyncStatus(StrEnum):
+    """A record's state. ``pending``: known only as an appointment's client, not yet fetched
+    itself; ``error``: upstream's latest version was refused (see ``sync_errors``), the last
+    good data is kept; ``syncing`` is reported per kind while a run is in progress."""
+
+    pending = "pending"
+    syncing = "syncing"
+    synced = "synced"
+    error = "error"
+
+
+class RunStatus(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class RunMode(StrEnum):
+    full = "full"
+    incremental = "incremental"
+
+
+class SyncedRecord:
+    """The columns both synced tables share."""
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    upstream_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sync_status: Mapped[str] = mapped_column(String(16), default=SyncStatus.pending.value)
+    sync_errors: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Client(SyncedRecord, Base):
+    __tablename__ = "wellness_clients"
+
+    first_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    last_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    phone: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    __table_args__ = (
+        Index("ix_wellness_clients_sync_status", "sync_status"),
+        Index("ix_wellness_clients_upstream_updated_at", "upstream_updated_at"),
+    )
+
+
+class Appointment(SyncedRecord, Base):
+    __tablename__ = "wellness_appointments"
+
+    client_id: Mapped[int] = mapped_column(RowId, ForeignKey("wellness_clients.id"))
+    client_external_id: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    status: Mapped[str | None] = mapped_column(String(32), default=None)
+    service: Mapped[str | None] = mapped_column(String(200), default=None)
+    notes: Mapped[str | None] = mapped_column(Text, default=None)
+
+    __table_args__ = (
+        Index("ix_wellness_appointments_client_id", "client_id"),
+        Index("ix_wellness_appointments_starts_at", "starts_at"),
+        Index("ix_wellness_appointments_sync_status", "sync_status"),
+    )
+
+
+class SyncState(Base):
+    """Per kind: the cursor of the last committed run, and who holds the run lease."""
+
+    __tablename__ = "wellness_sync_state"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    holder_run_id: Mapped[int | None] = mapped_column(RowId, default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class SyncRun(Base):
+    __tablename__ = "wellness_sync_runs"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.running.value)
+    job_id: Mapped[int | None] = mapped_column(RowId, default=None)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    cursor_from: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    cursor_to: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    __table_args__ = (Index("ix_wellness_sync_runs_kind_started_at", "kind", "started_at"),)
+
+
+class DeadLetter(Base):
+    """A record upstream sent that could not be stored; the run went on without it."""
+
+    __tablename__ = "wellness_dead_letters"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(RowId, ForeignKey("wellness_sync_runs.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    payload: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    __table_args__ = (
+        Index("ix_wellness_dead_letters_kind_external_id", "kind", "external_id"),
+        Index("ix_wellness_dead_letters_run_id", "run_id"),
+    )

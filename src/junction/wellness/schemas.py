@@ -1,0 +1,178 @@
+"""The wellness API's response shapes (and the query parameters they share)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from junction.wellness.models import Appointment, Client, DeadLetter, SyncRun
+
+T = TypeVar("T")
+
+
+class PageMeta(BaseModel):
+    page: int
+    per_page: int
+    total: int
+    total_pages: int
+
+
+class Paginated(BaseModel, Generic[T]):
+    data: list[T]
+    meta: PageMeta
+
+    @classmethod
+    def of(cls, items: list[T], page: int, per_page: int, total: int) -> Paginated[T]:
+        pages = (total + per_page - 1) // per_page
+        return cls(
+            data=items, meta=PageMeta(page=page, per_page=per_page, total=total, total_pages=pages)
+        )
+
+
+class SyncFields(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    external_id: str
+    sync_status: str
+    sync_errors: str | None
+    last_synced_at: datetime | None
+    upstream_updated_at: datetime | None
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ClientPublic(SyncFields):
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+
+    @classmethod
+    def of(cls, client: Client) -> ClientPublic:
+        return cls.model_validate(client)
+
+
+class AppointmentPublic(SyncFields):
+    client_id: int
+    client_external_id: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str | None
+    service: str | None
+    notes: str | None
+
+    @classmethod
+    def of(cls, appointment: Appointment) -> AppointmentPublic:
+        return cls.model_validate(appointment)
+
+
+class RunCountsPublic(BaseModel):
+    fetched: int
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: int
+
+
+class SyncRunPublic(BaseModel):
+    id: int
+    kind: str
+    trigger: str
+    mode: str
+    status: str
+    job_id: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    cursor_from: datetime | None
+    cursor_to: datetime | None
+    counts: RunCountsPublic
+    error: str | None
+
+    @classmethod
+    def of(cls, run: SyncRun) -> SyncRunPublic:
+        duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+        return cls(
+            id=run.id,
+            kind=run.kind,
+            trigger=run.trigger,
+            mode=run.mode,
+            status=run.status,
+            job_id=run.job_id,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            duration_seconds=duration,
+            cursor_from=run.cursor_from,
+            cursor_to=run.cursor_to,
+            counts=RunCountsPublic(
+                fetched=run.fetched,
+                created=run.created,
+                updated=run.updated,
+                unchanged=run.unchanged,
+                deleted=run.deleted,
+                failed=run.failed,
+            ),
+            error=run.error,
+        )
+
+
+class DeadLetterPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    run_id: int
+    kind: str
+    external_id: str | None
+    error: str
+    payload: Any
+    created_at: datetime
+    resolved_at: datetime | None
+
+    @classmethod
+    def of(cls, letter: DeadLetter) -> DeadLetterPublic:
+        return cls.model_validate(letter)
+
+
+class ScheduleInfo(BaseModel):
+    name: str
+    cron: str
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+
+
+class KindStatus(BaseModel):
+    state: str = Field(description="`syncing` while a run holds the lease, else `idle`.")
+    counts: dict[str, int] = Field(description="Live records per sync_status.")
+    total: int
+    deleted: int
+    cursor: datetime | None
+    last_full_sync_at: datetime | None
+    last_run: SyncRunPublic | None
+    last_success_at: datetime | None
+    next_run_at: datetime | None
+    schedule: ScheduleInfo
+
+
+class SyncStatusPublic(BaseModel):
+    clients: KindStatus
+    appointments: KindStatus
+    dead_letters_unresolved: int
+    queue: dict[str, int] = Field(description="Wellness sync jobs queued and running.")
+
+
+class TriggeredJob(BaseModel):
+    kind: str
+    job_id: int
+    job_token: str = Field(description="Reads the job at GET /api/v1/jobs/{id}?token=...")
+    created: bool = Field(description="False: the same sync was already queued or running.")
+    full: bool
+
+
+class TriggerAccepted(BaseModel):
+    message: str
+    jobs: list[TriggeredJob]

@@ -1,0 +1,47 @@
+"""Each run's progress and result reach SyncStatusChannel's stream (through Redis, so a
+run in any worker process reaches every web process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from junction.emulators.wellness import WellnessEmulator
+from junction.platform.db import Database
+from junction.platform.realtime import SYNC_STATUS_STREAM
+from junction.platform.realtime.broker import create_broker
+from junction.settings import Settings
+from junction.wellness.models import SyncKind
+from junction.wellness.service import trigger_sync
+from tests.conftest import TEST_REDIS_URL
+from tests.wellness.test_api import finished_jobs, worker_running
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.skipif(not TEST_REDIS_URL, reason="needs JUNCTION_TEST_REDIS_URL"),
+]
+
+
+async def test_a_run_publishes_its_progress_and_result(
+    database: Database, settings: Settings, emulator: WellnessEmulator
+) -> None:
+    async with database.transaction() as session:
+        job = await trigger_sync(session, SyncKind.clients, trigger="manual")
+    async with worker_running(database, settings):
+        await finished_jobs(database, {job.id})
+
+    async with Redis.from_url(str(TEST_REDIS_URL)) as redis:
+        broker = create_broker(redis, replay_size=100)
+        messages = [json.loads(b.payload) for b in await broker.replay(SYNC_STATUS_STREAM, 0)]
+        await broker.close()
+
+    assert messages[0]["status"] == "running"
+    assert messages[-1]["status"] == "succeeded"
+    assert messages[-1]["counts"]["created"] == 40
+    progress = [m["counts"]["fetched"] for m in messages if m["status"] == "running"]
+    assert progress == sorted(progress)
+    assert progress[-1] == 40  # one message per page landed, then the result
+    assert all(m["type"] == "wellness_sync" and m["kind"] == "clients" for m in messages)
+    assert messages[-1]["finished_at"].endswith("Z")

@@ -1,0 +1,1 @@
+"""The wellness sync: clients and appointments pulled from an external API on schedules."""

@@ -116,30 +116,38 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.cache = open_cache(settings)
     app.state.startup = StartupState()
     app.state.jobs = None
-    preparing = asyncio.create_task(_prepare_database(app))
-    job_stats = asyncio.create_task(
-        refresh_job_stats_forever(database, settings.job_metrics_refresh_seconds)
-    )
-    wellness_stats = asyncio.create_task(
-        refresh_wellness_stats_forever(database, settings.job_metrics_refresh_seconds)
-    )
     try:
         async with running_realtime(app):
-            yield
+            background = [
+                asyncio.create_task(_prepare_database(app)),
+                asyncio.create_task(
+                    refresh_job_stats_forever(database, settings.job_metrics_refresh_seconds)
+                ),
+                asyncio.create_task(
+                    refresh_wellness_stats_forever(database, settings.job_metrics_refresh_seconds)
+                ),
+            ]
+            try:
+                yield
+            finally:
+                await _stop(background)
+                if app.state.jobs is not None:
+                    # Running jobs get the grace period, then go back to the queue; they
+                    # may still broadcast, so this happens before the broker closes.
+                    await app.state.jobs.shutdown()
     finally:
-        preparing.cancel()
-        job_stats.cancel()
-        wellness_stats.cancel()
-        for task in (preparing, job_stats, wellness_stats):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if app.state.jobs is not None:
-            # Running jobs get the grace period, then go back to the queue.
-            await app.state.jobs.shutdown()
         await app.state.cache.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await database.dispose()
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _prepare_database(app: FastAPI) -> None:
@@ -155,7 +163,7 @@ async def _prepare_database(app: FastAPI) -> None:
             log.info("migrations applied")
         startup.migrated = True
         if settings.run_embedded_worker:
-            app.state.jobs = JobRuntime(database, settings)
+            app.state.jobs = JobRuntime(database, settings, broker=app.state.broker)
             app.state.jobs.start()
     except asyncio.CancelledError:
         raise

@@ -15,6 +15,7 @@ from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.platform.jobs.models import Job
 from junction.platform.jobs.worker import Worker, parse_queues
+from junction.platform.realtime.broker import Broker
 from junction.settings import Settings
 from junction.wellness.metrics import WELLNESS_SYNC_STATS
 from junction.wellness.models import SyncKind
@@ -33,9 +34,11 @@ async def sync_key(database: Database) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def worker_running(database: Database, settings: Settings) -> AsyncIterator[None]:
+async def worker_running(
+    database: Database, settings: Settings, broker: Broker | None = None
+) -> AsyncIterator[None]:
     fast = settings.model_copy(update={"job_poll_seconds": 0.05})
-    worker = Worker(database, fast, queues=parse_queues(["sync"], 2))
+    worker = Worker(database, fast, queues=parse_queues(["sync"], 2), broker=broker)
     task = asyncio.create_task(worker.run())
     try:
         yield

@@ -1,11 +1,10 @@
-"""Each run's progress and result reach SyncStatusChannel's stream (through Redis, so a
-run in any worker process reaches every web process)."""
+"""Each run's progress and result reach SyncStatusChannel's stream through the worker's
+broker: in-process when embedded, Redis (reaching every web process) when configured."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
 from redis.asyncio import Redis
 
 from junction.emulators.wellness import WellnessEmulator
@@ -18,24 +17,22 @@ from junction.wellness.service import trigger_sync
 from tests.conftest import TEST_REDIS_URL
 from tests.wellness.test_api import finished_jobs, worker_running
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.skipif(not TEST_REDIS_URL, reason="needs JUNCTION_TEST_REDIS_URL"),
-]
-
 
 async def test_a_run_publishes_its_progress_and_result(
     database: Database, settings: Settings, emulator: WellnessEmulator
 ) -> None:
-    async with database.transaction() as session:
-        job = await trigger_sync(session, SyncKind.clients, trigger="manual")
-    async with worker_running(database, settings):
-        await finished_jobs(database, {job.id})
-
-    async with Redis.from_url(str(TEST_REDIS_URL)) as redis:
-        broker = create_broker(redis, replay_size=100)
+    redis = Redis.from_url(TEST_REDIS_URL) if TEST_REDIS_URL else None
+    broker = create_broker(redis, replay_size=100)
+    try:
+        async with database.transaction() as session:
+            job = await trigger_sync(session, SyncKind.clients, trigger="manual")
+        async with worker_running(database, settings, broker):
+            await finished_jobs(database, {job.id})
         messages = [json.loads(b.payload) for b in await broker.replay(SYNC_STATUS_STREAM, 0)]
+    finally:
         await broker.close()
+        if redis is not None:
+            await redis.aclose()
 
     assert messages[0]["status"] == "running"
     assert messages[-1]["status"] == "succeeded"

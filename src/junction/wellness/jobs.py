@@ -7,7 +7,8 @@ attempt may not meet (429, 5xx, timeouts) fails its job, so the job system retri
 backoff; wrong credentials or a wrong URL do not retry: the run says what to fix.
 
 Each run's progress and result go to ``SyncStatusChannel`` after each commit, through the
-Redis broker when Redis is configured (any process can publish to every web process).
+job's broker: the web process's own when the worker is embedded, Redis from a separate
+worker (a separate worker without Redis has no way to reach the web processes).
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from typing import Any
 
 import structlog
 from pydantic_core import to_jsonable_python
-from redis.asyncio import Redis
 
 from junction.platform.jobs import Backoff, JobContext, registry
 from junction.platform.realtime import SYNC_STATUS_STREAM, Broker
-from junction.platform.realtime.broker import create_broker
 from junction.settings import Settings, get_settings
 from junction.wellness.models import SyncKind
 from junction.wellness.service import (
@@ -42,20 +41,10 @@ class SyncFailed(Exception):
 
 
 class SyncStatusPublisher:
-    """Sends run reports to SyncStatusChannel's stream; a process without Redis sends none."""
+    """Sends run reports to SyncStatusChannel's stream through the job's broker, if any."""
 
-    def __init__(self, settings: Settings) -> None:
-        url = settings.redis_url.get_secret_value() if settings.redis_url else None
-        self.redis = Redis.from_url(url) if url else None
-        self.broker: Broker | None = (
-            create_broker(
-                self.redis,
-                replay_size=settings.realtime_replay_buffer_size,
-                replay_ttl_seconds=settings.realtime_replay_ttl_seconds,
-            )
-            if self.redis is not None
-            else None
-        )
+    def __init__(self, broker: Broker | None) -> None:
+        self.broker = broker
         self.pending: set[asyncio.Task[int]] = set()
 
     def __call__(self, report: RunReport) -> None:
@@ -72,10 +61,6 @@ class SyncStatusPublisher:
         for result in results:
             if isinstance(result, Exception):
                 log.warning("sync status broadcast failed", error=str(result))
-        if self.broker is not None:
-            await self.broker.close()
-        if self.redis is not None:
-            await self.redis.aclose()
 
 
 @registry.job(
@@ -93,7 +78,7 @@ async def run_sync(job: JobContext) -> dict[str, Any]:
         full=bool(payload.get("full", False)),
         job_id=job.id,
     )
-    publisher = SyncStatusPublisher(job.settings)
+    publisher = SyncStatusPublisher(job.broker)
     try:
         report = await SyncEngine(job.database, job.settings, observe=publisher).run(request)
     finally:

@@ -25,6 +25,7 @@ from croniter import croniter
 
 if TYPE_CHECKING:
     from junction.platform.db import Database
+    from junction.platform.realtime.broker import Broker
     from junction.settings import Settings
 
 DEFAULT_QUEUE = "default"
@@ -60,6 +61,9 @@ class JobContext:
     max_attempts: int
     database: Database
     settings: Settings
+    broker: Broker | None = None
+    """The process's live-channel broker: the web process's when the worker is embedded,
+    a Redis one in a separate worker when Redis is configured, else None."""
 
 
 Handler = Callable[[JobContext], Awaitable[Any]]

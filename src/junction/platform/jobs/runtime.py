@@ -12,6 +12,7 @@ import contextlib
 import signal
 
 import structlog
+from redis.asyncio import Redis
 
 from junction.platform.db import Database
 from junction.platform.jobs.maintenance import schedule_maintenance
@@ -19,6 +20,7 @@ from junction.platform.jobs.registry import load_job_modules, registry
 from junction.platform.jobs.scheduler import Scheduler
 from junction.platform.jobs.worker import QueueSlots, Worker
 from junction.platform.logging import configure_logging
+from junction.platform.realtime.broker import Broker, create_broker
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -33,11 +35,12 @@ class JobRuntime:
         worker: bool = True,
         scheduler: bool = True,
         queues: list[QueueSlots] | None = None,
+        broker: Broker | None = None,
     ) -> None:
         load_job_modules(settings.job_modules)
         if scheduler:
             schedule_maintenance(registry, settings)
-        self.worker = Worker(database, settings, queues=queues) if worker else None
+        self.worker = Worker(database, settings, queues=queues, broker=broker) if worker else None
         self.scheduler = Scheduler(database, settings) if scheduler else None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -73,9 +76,17 @@ async def run_until_signalled(
     """The body of ``junction worker`` / ``junction scheduler``."""
     configure_logging(settings)
     database = Database(settings)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    # Without Redis a separate process cannot reach any web process's subscribers.
+    redis = Redis.from_url(redis_url) if redis_url else None
+    broker = (
+        create_broker(redis, replay_size=settings.realtime_replay_buffer_size) if redis else None
+    )
     try:
         await database.wait_until_reachable(settings.database_startup_attempts)
-        runtime = JobRuntime(database, settings, worker=worker, scheduler=scheduler, queues=queues)
+        runtime = JobRuntime(
+            database, settings, worker=worker, scheduler=scheduler, queues=queues, broker=broker
+        )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, runtime.stop)
@@ -85,4 +96,8 @@ async def run_until_signalled(
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
     finally:
+        if broker is not None:
+            await broker.close()
+        if redis is not None:
+            await redis.aclose()
         await database.dispose()

@@ -29,6 +29,7 @@ from junction.platform.db import Database, utcnow
 from junction.platform.jobs import queue as job_queue
 from junction.platform.jobs.metrics import observe_run
 from junction.platform.jobs.registry import Backoff, JobContext, JobRegistry, registry
+from junction.platform.realtime.broker import Broker
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -76,9 +77,11 @@ class Worker:
         *,
         queues: list[QueueSlots] | None = None,
         jobs_registry: JobRegistry = registry,
+        broker: Broker | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
+        self.broker = broker
         self.registry = jobs_registry
         self.queues = queues or parse_queues(settings.job_queues, settings.job_concurrency)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -189,6 +192,7 @@ class Worker:
             job.max_attempts,
             self.database,
             self.settings,
+            self.broker,
         )
         return await asyncio.wait_for(definition.handler(context), job.timeout_seconds)
 

@@ -39,10 +39,12 @@ registry.schedule(
     service.SYNC_JOB,
     every=_settings.events_sync_interval_seconds,
     payload={"trigger": "schedule"},
+    unique_key=service.SYNC_JOB,
 )
 registry.schedule(
     FIRST_RUN_SCHEDULE,
     service.SYNC_JOB,
     once_after=_settings.events_sync_first_run_seconds,
     payload={"trigger": "startup"},
+    unique_key=service.SYNC_JOB,
 )

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from junction.platform.db import Database, utcnow
+from junction.platform.jobs import enqueue
 from junction.platform.jobs.models import Job, Schedule
 from junction.platform.jobs.registry import JobRegistry, ScheduleDefinition
 from junction.platform.jobs.scheduler import Scheduler
@@ -85,6 +86,21 @@ async def test_a_once_schedule_fires_once_per_start(
     assert (await _schedule_row(database)).next_run_at is None
     await scheduler.sync()  # the next start
     assert await scheduler.tick() == 1
+
+
+async def test_a_tick_merges_into_a_queued_job_with_its_unique_key(
+    job_settings: Settings, database: Database
+) -> None:
+    scheduler = Scheduler(
+        database, job_settings, jobs_registry=_registry(every=60, unique_key="tests.only-one")
+    )
+    await scheduler.sync()
+    async with database.transaction() as session:
+        manual = await enqueue(session, "tests.noop", unique_key="tests.only-one")
+    await _fall_behind(database, timedelta(minutes=5))
+    assert await scheduler.tick() == 1
+    assert list(await jobs_by_id(database)) == [manual.id]
+    assert (await _schedule_row(database)).last_job_id == manual.id
 
 
 async def test_a_changed_spec_reschedules(job_settings: Settings, database: Database) -> None:

@@ -88,6 +88,8 @@ class ScheduleDefinition:
     job_name: str
     spec: str
     payload: Any = None
+    unique_key: str | None = None
+    """A tick that finds a job with this key queued or running merges into it."""
 
     def next_run(self, now: datetime) -> datetime | None:
         """The first tick after ``now``: missed ticks are never replayed one by one."""
@@ -168,11 +170,12 @@ class JobRegistry:
         every: float | None = None,
         once_after: float | None = None,
         payload: Any = None,
+        unique_key: str | None = None,
     ) -> ScheduleDefinition:
         """Enqueue ``job_name`` on a cron expression (UTC), every N seconds, or once N
         seconds after the scheduler starts."""
         definition = ScheduleDefinition(
-            name, job_name, schedule_spec(cron, every, once_after), payload
+            name, job_name, schedule_spec(cron, every, once_after), payload, unique_key
         )
         self.schedules[name] = definition
         return definition

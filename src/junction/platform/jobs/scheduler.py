@@ -102,6 +102,7 @@ class Scheduler:
             definition.job_name,
             definition.payload,
             run_at=due_at,
+            unique_key=definition.unique_key,
             jobs_registry=self.registry,
         )
         await session.execute(

@@ -21,7 +21,7 @@ from junction.platform.db import Database
 from junction.platform.jobs import cli as jobs_cli
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.migrations import upgrade_to_head
-from junction.settings import get_settings
+from junction.settings import get_settings, settings_reference
 from junction.wellness import cli as wellness_cli
 
 app = typer.Typer(no_args_is_help=True, help="Junction: one service, five systems.")
@@ -106,8 +106,15 @@ def migrate() -> None:
 
 
 @app.command()
-def config() -> None:
+def config(
+    reference: Annotated[
+        bool, typer.Option(help="Print every setting with its default and meaning (Markdown).")
+    ] = False,
+) -> None:
     """Print the effective settings, secrets masked."""
+    if reference:
+        print(settings_reference(), end="")
+        return
     table = Table("setting", "value", "environment variable")
     for name, value in get_settings().masked().items():
         table.add_row(name, str(value), f"JUNCTION_{name.upper()}")

@@ -7,6 +7,7 @@ refuses to start while a secret still has its development default.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -62,12 +63,17 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
     env: Environment = Environment.development
+    """`development`, `test` or `production` (refuses the default secret key, logs JSON)."""
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+    """Signs capability tokens (job status links); must be set in production."""
     host: str = "127.0.0.1"
+    """Interface `junction serve` binds (and the emulators' address in demo mode)."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """Port `junction serve` listens on."""
     shutdown_grace_seconds: float = Field(
         default=30.0, gt=0, description="How long in-flight work may finish after SIGTERM."
     )
@@ -76,18 +82,28 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         validation_alias=_env_alias("database_url", "DATABASE_URL"),
     )
+    """SQLAlchemy URL; plain `postgres://` and `sqlite://` URLs get their async driver."""
     database_pool_size: int = Field(default=10, ge=1)
+    """PostgreSQL connections kept open per process (SQLite readers too)."""
     database_max_overflow: int = Field(default=10, ge=0)
+    """Extra connections allowed above the pool size under load."""
     database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long a request waits for a free connection."""
     database_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    """PostgreSQL `statement_timeout`; 0 disables it."""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    """How long SQLite waits for another process's write lock."""
     sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.full
+    """`FULL` survives power loss; `NORMAL` (WAL) survives any process crash."""
     database_startup_attempts: int = Field(default=30, ge=1)
+    """Connection attempts at start, with exponential backoff up to 10 s."""
     migrate_on_start: bool = True
+    """`junction serve` applies pending migrations before it reports ready."""
 
     redis_url: SecretStr | None = Field(
         default=None, validation_alias=_env_alias("redis_url", "REDIS_URL")
     )
+    """Enables the shared cache, rate limits, live-channel pub/sub and chat counters."""
 
     realtime_max_connections: int = Field(
         default=10_000, ge=1, description="Live connections (/cable and SSE) per web process."
@@ -96,6 +112,7 @@ class Settings(BaseSettings):
         default=256, ge=1, description="Frames queued for one client before it is dropped."
     )
     realtime_ping_interval_seconds: float = Field(default=3.0, gt=0)
+    """Action Cable ping interval."""
     realtime_replay_buffer_size: int = Field(
         default=1_000, ge=1, description="Messages kept per stream for SSE resume."
     )
@@ -117,11 +134,13 @@ class Settings(BaseSettings):
     wellness_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env_alias("wellness_api_key", "MOCK_API_KEY")
     )
+    """API key sent to the wellness API."""
     wellness_api_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
         validation_alias=_env_alias("wellness_api_timeout_seconds", "EXTERNAL_API_TIMEOUT"),
     )
+    """Timeout of each call to the wellness API."""
     wellness_api_retry_attempts: int = Field(
         default=3,
         ge=0,
@@ -129,15 +148,19 @@ class Settings(BaseSettings):
         description="Retries after a failed call (429, 5xx, timeout), on top of the first try.",
     )
     wellness_api_backoff_seconds: float = Field(default=1.0, gt=0)
+    """First retry delay of the wellness API client (doubles, with jitter)."""
     wellness_api_timezone: str = Field(
         default="UTC", description="Time zone of upstream times sent without an offset."
     )
     wellness_page_size: int = Field(default=500, ge=1, le=1000)
+    """Records asked for per page."""
     wellness_incremental: bool = Field(
         default=True, description="Fetch only changes (updated_since) once a cursor exists."
     )
     wellness_clients_cron: str = "0 */6 * * *"
+    """When clients are synced (cron, UTC)."""
     wellness_appointments_cron: str = "0 */2 * * *"
+    """When appointments are synced (cron, UTC)."""
     wellness_sync_lease_seconds: float = Field(
         default=300.0, gt=0, description="A sync that stops heartbeating this long is taken over."
     )
@@ -152,16 +175,20 @@ class Settings(BaseSettings):
         description="Time zone of the provider's times, which carry no offset; stored as UTC.",
     )
     provider_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Connect timeout of the provider feed fetch."""
     provider_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Read timeout of the provider feed fetch."""
     provider_attempts: int = Field(default=4, ge=1, description="Tries per fetch, with backoff.")
     provider_max_feed_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024, description="A larger feed is refused unread."
     )
     events_sync_interval_seconds: float = Field(default=300.0, gt=0)
+    """How often the provider feed is pulled."""
     events_sync_first_run_seconds: float = Field(
         default=5.0, ge=0, description="The first sync runs this long after the scheduler starts."
     )
     events_max_per_page: int = Field(default=100, ge=1)
+    """Largest `per_page` the events API accepts."""
     events_cache_version_check_seconds: float = Field(
         default=1.0,
         ge=0,
@@ -172,15 +199,19 @@ class Settings(BaseSettings):
     )
 
     cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    """Lifetime of a cached response."""
     cache_max_entries: int = Field(default=100, ge=1, description="In-process LRU size.")
     cache_redis_retry_seconds: float = Field(
         default=5.0, gt=0, description="After a Redis failure, memory serves this long."
     )
 
     log_level: str = "INFO"
+    """`DEBUG`, `INFO`, `WARNING` or `ERROR`."""
     log_format: LogFormat = LogFormat.auto
+    """`json`, `console`, or `auto` (JSON in production)."""
 
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Larger request bodies are refused with 413."""
     rate_limits: dict[str, str] = Field(
         default_factory=lambda: {"default": "600/minute", "write": "120/minute"},
         description="Limits per route group, in the `limits` library's notation.",
@@ -199,11 +230,15 @@ class Settings(BaseSettings):
     )
     job_concurrency: int = Field(default=5, ge=1, description="Jobs run at once, per queue.")
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    """A running job whose worker stops heartbeating this long is run again."""
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker renews its jobs' leases."""
     job_poll_seconds: float = Field(default=1.0, gt=0, description="Fallback poll interval.")
     job_retention_days: float = Field(default=7.0, gt=0, description="Finished jobs kept.")
     job_prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    """How often finished jobs past their retention are deleted."""
     job_metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    """How often queue depths for /metrics are read."""
 
     @field_validator("job_modules", "job_queues", mode="before")
     @classmethod
@@ -297,3 +332,37 @@ def mask_url(url: str) -> str:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_reference() -> str:
+    """Every setting as a Markdown table: docs/configuration.md is this text."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting comes from the environment (or a `.env` file in the working directory).",
+        "This page is generated by `junction config --reference`; a test keeps it current.",
+        "",
+        "| environment variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        names = [f"JUNCTION_{name.upper()}"]
+        if isinstance(field.validation_alias, AliasChoices):
+            names = [str(choice) for choice in field.validation_alias.choices]
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = "(a development value)"
+        shown = "unset" if default is None else f"`{_plain(default)}`"
+        meaning = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {' / '.join(f'`{n}`' for n in names)} | {shown} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)

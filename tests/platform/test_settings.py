@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from junction.cli import app as cli
-from junction.settings import Settings, get_settings, mask_url
+from junction.settings import Settings, get_settings, mask_url, settings_reference
 
 
 def test_conventional_names_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,3 +58,15 @@ def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "dbpass" not in result.output
     assert "postgresql+asyncpg://app:********@db:5432/j" in result.output
     assert "JUNCTION_SECRET_KEY" in result.output
+
+
+def test_every_setting_is_documented() -> None:
+    undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert undocumented == []
+
+
+def test_configuration_reference_is_current() -> None:
+    page = Path(__file__).parents[2] / "docs" / "configuration.md"
+    assert page.read_text() == settings_reference(), (
+        "docs/configuration.md is stale: run `junction config --reference > docs/configuration.md`"
+    )

@@ -7,22 +7,16 @@ as the seed shows them (``2025-10-27T12:00:00.000Z``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from junction.platform.wire import WireTime
 
 MAX_NAME_LENGTH = 200
 MAX_BODY_LENGTH = 10_000
 
 
-def _wire_time(value: datetime) -> str:
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
-
-
-WireTime = Annotated[datetime, PlainSerializer(_wire_time, return_type=str)]
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH)
 ]

@@ -4,27 +4,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date, time
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict
 
 from junction.events.models import Event, Slot, SyncRun, Zone
-
-
-def wire_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from junction.platform.wire import WireTime
 
 
 def wire_price(price: Decimal) -> str:
     """As the seed shows prices: the shortest decimal with at least one fraction digit."""
     text = f"{price.normalize():f}"
     return text if "." in text else f"{text}.0"
-
-
-WireTime = Annotated[datetime, PlainSerializer(wire_time, return_type=str)]
 
 
 class ZonePublic(BaseModel):

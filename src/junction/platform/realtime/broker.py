@@ -17,6 +17,11 @@ atomic: pub/sub order is id order, and no process can see a message live that th
 buffer lacks. A client that resumes after id N is sent every buffered message above N,
 from whichever web process it reconnects to.
 
+Redis pub/sub ignores the database number: a ``PUBLISH`` is heard by subscribers connected
+to any database of the server. Channel names therefore carry the client's database, so
+two deployments (or test runs) sharing one Redis server on different databases never
+hear each other's broadcasts.
+
 Messages are JSON-encoded once, by the publisher (pydantic's encoder: datetimes come out
 as ISO 8601 with ``Z``); a subscriber receives that text unchanged.
 """
@@ -44,9 +49,6 @@ from junction.platform.realtime import metrics
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "junction:realtime"
-# Kept subscribed for the broker's lifetime: redis-py then never issues a health-check
-# read on the pub/sub connection, so subscribing from one task while another reads is safe.
-_ANCHOR_CHANNEL = f"{KEY_PREFIX}:anchor"
 # Streams whose replay buffer an in-process broker keeps; the least recently used go first.
 _MAX_REPLAY_STREAMS = 10_000
 
@@ -146,6 +148,7 @@ class RedisBroker(Broker):
         self._replay_size = replay_size
         self._replay_ttl_seconds = replay_ttl_seconds
         self._publish_script = redis.register_script(_PUBLISH_SCRIPT)
+        self._channel_prefix = channel_prefix(redis)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -155,7 +158,7 @@ class RedisBroker(Broker):
         payload = encode_message(message)
         event_id = await self._publish_script(
             keys=[f"{KEY_PREFIX}:seq", _log_key(stream)],
-            args=[_channel(stream), payload, self._replay_size, self._replay_ttl_seconds],
+            args=[self._channel(stream), payload, self._replay_size, self._replay_ttl_seconds],
         )
         metrics.BROADCASTS.inc()
         return int(event_id)
@@ -181,7 +184,7 @@ class RedisBroker(Broker):
         confirmed = self._confirmations[stream] = asyncio.get_running_loop().create_future()
         try:
             pubsub = await self._started_pubsub()
-            await pubsub.subscribe(_channel(stream))
+            await pubsub.subscribe(self._channel(stream))
             await asyncio.wait_for(asyncio.shield(confirmed), timeout=10)
         except BaseException:
             await super().unsubscribe(stream, deliver)
@@ -201,12 +204,15 @@ class RedisBroker(Broker):
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    def _channel(self, stream: str) -> str:
+        return self._channel_prefix + stream
+
     async def _stop_listening(self, stream: str) -> None:
         if stream in self._subscribers or self._pubsub is None:
             return
         self._confirmations.pop(stream, None)
         try:
-            await self._pubsub.unsubscribe(_channel(stream))
+            await self._pubsub.unsubscribe(self._channel(stream))
         except Exception as exc:
             log.warning("redis unsubscribe failed", stream=stream, error=str(exc))
 
@@ -214,7 +220,10 @@ class RedisBroker(Broker):
         async with self._starting:
             if self._pubsub is None:
                 pubsub = self._redis.pubsub()
-                await pubsub.subscribe(_ANCHOR_CHANNEL)
+                # A channel no stream uses, kept subscribed for the broker's lifetime:
+                # redis-py then never issues a health-check read on the pub/sub
+                # connection, so subscribing from one task while another reads is safe.
+                await pubsub.subscribe(self._channel(""))
                 self._reader = asyncio.create_task(self._read_forever(pubsub))
                 self._pubsub = pubsub
         return self._pubsub
@@ -236,7 +245,7 @@ class RedisBroker(Broker):
                 self._handle(message)
 
     def _handle(self, message: dict[str, Any]) -> None:
-        stream = message["channel"].decode().removeprefix(f"{KEY_PREFIX}:stream:")
+        stream = message["channel"].decode().removeprefix(self._channel_prefix)
         if message["type"] == "subscribe":
             confirmed = self._confirmations.get(stream)
             if confirmed is not None and not confirmed.done():
@@ -246,8 +255,10 @@ class RedisBroker(Broker):
             self._fan_out(Broadcast(stream, int(event_id), payload))
 
 
-def _channel(stream: str) -> str:
-    return f"{KEY_PREFIX}:stream:{stream}"
+def channel_prefix(redis: Redis) -> str:
+    """Pub/sub channels are named by this plus the stream."""
+    database = redis.connection_pool.connection_kwargs.get("db", 0)
+    return f"{KEY_PREFIX}:{database}:stream:"
 
 
 def _log_key(stream: str) -> str:

@@ -11,7 +11,7 @@ Baselines, measured in the same run:
   Python on this machine;
 - memory: the server's RSS with no connection open.
 
-    uv run python bench/realtime_fanout.py [--clients 1000,10000] [--broadcasts 10]
+    uv run python bench/realtime_fanout.py [--clients 1000,10000] [--broadcasts 10] [--loaders 4]
 """
 
 from __future__ import annotations
@@ -27,12 +27,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from websockets.frames import Frame
 
 ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = "actioncable-v1-json"
 IDENTIFIER = '{"channel":"UserUpdatesChannel"}'
-CHANNEL = "junction:realtime:stream:user_updates"
+SUBSCRIBE = json.dumps({"command": "subscribe", "identifier": IDENTIFIER})
+# Connections each load-generator process opens at once; the server's listen backlog is
+# 2048, shared by every load generator.
+CONNECT_BATCH = 250
+
+Loader = subprocess.Popen[bytes]
 
 
 def raise_open_file_limit() -> None:
@@ -56,51 +65,112 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-# --- the load generator (its own process) -------------------------------------------
+# --- the load generator (its own processes) -----------------------------------------
+
+
+class CableClientProtocol(asyncio.Protocol):
+    """One client on a bare asyncio protocol with websockets' sans-I/O parser.
+
+    A task per client (the ``websockets.asyncio`` client) costs the load generator more CPU
+    per message than the server spends sending it; here each frame is timestamped the
+    moment its bytes arrive, in ``data_received``, before anything else is done with it.
+    """
+
+    def __init__(self, url: str, run: LoadRun) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.typing import Subprotocol
+        from websockets.uri import parse_uri
+
+        self.run = run
+        self.ws = ClientProtocol(parse_uri(url), subprotocols=[Subprotocol(PROTOCOL)])
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        received_at = time.time()
+        # Nearly every read is one whole small text frame (FIN + text opcode, a length
+        # under 126, no mask from a server): take it directly. websockets' parser costs
+        # the load generators about as much CPU per frame as the server spends sending it.
+        if data[0] == 0x81 and len(data) == data[1] + 2 and data[1] < 126:
+            if data.startswith(b'{"identifier"', 2):
+                self.run.frame(data[2:], received_at)
+            return
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Frame):
+                data = bytes(event.data)
+                if data.startswith(b'{"identifier"'):
+                    self.run.frame(data, received_at)
+            else:  # the handshake response
+                self.ws.send_text(SUBSCRIBE.encode())
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.run.lost += 1
+
+    def _flush(self) -> None:
+        assert self.transport is not None
+        for chunk in self.ws.data_to_send():
+            self.transport.write(chunk)
+
+
+class LoadRun:
+    """The receipts of one load-generator process."""
+
+    def __init__(self, clients: int, broadcasts: int) -> None:
+        self.latencies: list[float] = []
+        self.expected = clients * broadcasts
+        self.confirmed = 0
+        self.lost = 0
+        self.all_received = asyncio.Event()
+        self._confirmations_awaited = 0
+        self._enough_confirmed = asyncio.Event()
+
+    async def wait_until_confirmed(self, count: int) -> None:
+        self._confirmations_awaited = count
+        if self.confirmed < count:
+            self._enough_confirmed.clear()
+            await self._enough_confirmed.wait()
+
+    def frame(self, data: bytes, received_at: float) -> None:
+        frame = json.loads(data)
+        message = frame.get("message")
+        if isinstance(message, dict) and "t" in message:
+            self.latencies.append(received_at - message["t"])
+            if len(self.latencies) >= self.expected:
+                self.all_received.set()
+        elif frame.get("type") == "confirm_subscription":
+            self.confirmed += 1
+            if self.confirmed >= self._confirmations_awaited:
+                self._enough_confirmed.set()
 
 
 async def load(url: str, clients: int, broadcasts: int) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
+    """Open ``clients`` connections, subscribe them all, then record every broadcast."""
+    from websockets.uri import parse_uri
 
-    latencies: list[float] = []
-    done = asyncio.Event()
-    expected = clients * broadcasts
-
-    async def client() -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await listen()
-
-    async def listen() -> None:
-        async with connect(
-            url,
-            subprotocols=["actioncable-v1-json"],
-            compression=None,
-            open_timeout=60,
-        ) as ws:
-            await ws.send(json.dumps({"command": "subscribe", "identifier": IDENTIFIER}))
-            async for raw in ws:
-                frame = json.loads(raw)
-                if frame.get("type") == "confirm_subscription":
-                    ready.release()
-                elif "message" in frame and isinstance(frame["message"], dict):
-                    latencies.append(time.time() - frame["message"]["t"])
-                    if len(latencies) >= expected:
-                        done.set()
-
-    ready = asyncio.Semaphore(0)
-    tasks = []
-    for start in range(0, clients, 500):
-        batch = [asyncio.create_task(client()) for _ in range(min(500, clients - start))]
-        tasks.extend(batch)
-        for _ in batch:
-            await ready.acquire()
-    print("ready", flush=True)
+    uri = parse_uri(url)
+    run = LoadRun(clients, broadcasts)
     loop = asyncio.get_running_loop()
+    for start in range(0, clients, CONNECT_BATCH):
+        batch = min(CONNECT_BATCH, clients - start)
+        await asyncio.gather(
+            *(
+                loop.create_connection(lambda: CableClientProtocol(url, run), uri.host, uri.port)
+                for _ in range(batch)
+            )
+        )
+        await run.wait_until_confirmed(start + batch)
+    print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)  # the publisher is done
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(done.wait(), 30)
-    print(json.dumps({"latencies": latencies, "expected": expected}), flush=True)
+        await asyncio.wait_for(run.all_received.wait(), 30)
+    result = {"latencies": run.latencies, "expected": run.expected, "lost": run.lost}
+    print(json.dumps(result), flush=True)
     os._exit(0)
 
 
@@ -110,11 +180,20 @@ async def load(url: str, clients: int, broadcasts: int) -> None:
 async def bare_server(port: int, redis_url: str) -> None:
     from redis.asyncio import Redis
     from websockets.asyncio.server import ServerConnection, broadcast, serve
+    from websockets.exceptions import ConnectionClosed
+    from websockets.typing import Subprotocol
+
+    from junction.platform.realtime.broker import channel_prefix
 
     clients: set[ServerConnection] = set()
     prefix = '{"identifier":' + json.dumps(IDENTIFIER) + ',"message":'
 
     async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await serve_client(ws)
+        clients.discard(ws)
+
+    async def serve_client(ws: ServerConnection) -> None:
         async for raw in ws:
             command = json.loads(raw)
             if command.get("command") == "subscribe":
@@ -122,13 +201,12 @@ async def bare_server(port: int, redis_url: str) -> None:
                 await ws.send(
                     json.dumps({"identifier": IDENTIFIER, "type": "confirm_subscription"})
                 )
-        clients.discard(ws)
 
     redis = Redis.from_url(redis_url)
     pubsub = redis.pubsub()
-    await pubsub.subscribe(CHANNEL)
+    await pubsub.subscribe(channel_prefix(redis) + "user_updates")
     async with serve(
-        handler, "127.0.0.1", port, compression=None, subprotocols=["actioncable-v1-json"]
+        handler, "127.0.0.1", port, compression=None, subprotocols=[Subprotocol(PROTOCOL)]
     ):
         print("listening", flush=True)
         async for message in pubsub.listen():
@@ -192,39 +270,60 @@ async def publish(redis_url: str, broadcasts: int) -> None:
     await redis.aclose()
 
 
+def start_loaders(url: str, clients: int, broadcasts: int, loaders: int) -> list[Loader]:
+    """``loaders`` processes sharing ``clients`` between them; each prints ``ready``."""
+    shares = [clients // loaders + (1 if i < clients % loaders else 0) for i in range(loaders)]
+    started = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--load", url, str(share), str(broadcasts)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for share in shares
+        if share
+    ]
+    for loader in started:
+        assert loader.stdout is not None
+        if loader.stdout.readline().strip() != b"ready":
+            raise RuntimeError("a load generator failed")
+    return started
+
+
+def collect(loaders: list[Loader]) -> dict[str, Any]:
+    """Tell every load generator the publisher is done; merge what they received."""
+    for loader in loaders:
+        assert loader.stdin is not None
+        loader.stdin.write(b"done\n")
+        loader.stdin.flush()
+    latencies: list[float] = []
+    expected = lost = 0
+    for loader in loaders:
+        assert loader.stdout is not None
+        result = json.loads(loader.stdout.readline())
+        latencies.extend(result["latencies"])
+        expected += result["expected"]
+        lost += result["lost"]
+        loader.wait(30)
+    return {"latencies": sorted(latencies), "expected": expected, "lost": lost}
+
+
 def measure(
-    port: int, server_pid: int, clients: int, broadcasts: int, redis_url: str
+    port: int, server_pid: int, clients: int, options: argparse.Namespace
 ) -> dict[str, Any]:
     idle_rss = rss_bytes(server_pid)
-    loadgen = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--load",
-            f"ws://127.0.0.1:{port}/cable",
-            str(clients),
-            str(broadcasts),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert loadgen.stdout is not None
-    assert loadgen.stdin is not None
-    if loadgen.stdout.readline().strip() != b"ready":
-        raise RuntimeError("load generator failed")
+    url = f"ws://127.0.0.1:{port}/cable"
+    loaders = start_loaders(url, clients, options.broadcasts, options.loaders)
     time.sleep(2)
     connected_rss = rss_bytes(server_pid)
-    asyncio.run(publish(redis_url, broadcasts))
-    loadgen.stdin.write(b"done\n")
-    loadgen.stdin.flush()
-    result = json.loads(loadgen.stdout.readline())
-    loadgen.wait(30)
-    latencies = sorted(result["latencies"])
+    asyncio.run(publish(options.redis_url, options.broadcasts))
+    result = collect(loaders)
+    latencies = result["latencies"]
     return {
         "idle_rss": idle_rss,
         "connected_rss": connected_rss,
         "received": len(latencies),
         "expected": result["expected"],
+        "lost": result["lost"],
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "max_ms": latencies[-1] * 1000,
@@ -248,70 +347,93 @@ def emit(name: str, value: float, unit: str, baseline: float, params: dict[str, 
     )
 
 
-def run(clients_list: list[int], broadcasts: int, redis_url: str) -> None:
+def run(options: argparse.Namespace) -> None:
     raise_open_file_limit()
-    for clients in clients_list:
-        params = {"clients": clients, "broadcasts": broadcasts, "transport": "redis"}
+    for clients in [int(n) for n in options.clients.split(",")]:
+        params = {
+            "clients": clients,
+            "broadcasts": options.broadcasts,
+            "load_generators": options.loaders,
+            "transport": "redis",
+        }
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            server = start_junction(port, redis_url, Path(tmp) / "bench.db")
+            server = start_junction(port, options.redis_url, Path(tmp) / "bench.db")
             try:
-                ours = measure(port, server.pid, clients, broadcasts, redis_url)
+                ours = measure(port, server.pid, clients, options)
             finally:
                 server.terminate()
                 server.wait(30)
         port = free_port()
-        bare = start_bare(port, redis_url)
+        bare = start_bare(port, options.redis_url)
         try:
-            base = measure(port, bare.pid, clients, broadcasts, redis_url)
+            base = measure(port, bare.pid, clients, options)
         finally:
             bare.kill()
             bare.wait()
-        per_conn = (ours["connected_rss"] - ours["idle_rss"]) / clients / 1024
-        base_per_conn = (base["connected_rss"] - base["idle_rss"]) / clients / 1024
-        emit("realtime_memory_per_idle_connection", per_conn, "KiB", base_per_conn, params)
+        report(ours, base, clients, params)
+
+
+def report(
+    ours: dict[str, Any], base: dict[str, Any], clients: int, params: dict[str, Any]
+) -> None:
+    per_conn = (ours["connected_rss"] - ours["idle_rss"]) / clients / 1024
+    base_per_conn = (base["connected_rss"] - base["idle_rss"]) / clients / 1024
+    emit("realtime_memory_per_idle_connection", per_conn, "KiB", base_per_conn, params)
+    emit(
+        "realtime_server_rss_connected",
+        ours["connected_rss"] / 2**20,
+        "MiB",
+        ours["idle_rss"] / 2**20,
+        {**params, "baseline": "same server, 0 connections"},
+    )
+    for key in ("p50_ms", "p99_ms", "max_ms"):
         emit(
-            "realtime_server_rss_connected",
-            ours["connected_rss"] / 2**20,
-            "MiB",
-            ours["idle_rss"] / 2**20,
-            {**params, "baseline": "same server, 0 connections"},
+            f"realtime_publish_to_receipt_{key.removesuffix('_ms')}",
+            ours[key],
+            "ms",
+            base[key],
+            {
+                **params,
+                "received": ours["received"],
+                "expected": ours["expected"],
+                "baseline_received": base["received"],
+                "baseline": "bare websockets server, websockets.broadcast",
+            },
         )
-        for key in ("p50_ms", "p99_ms", "max_ms"):
-            emit(
-                f"realtime_publish_to_receipt_{key.removesuffix('_ms')}",
-                ours[key],
-                "ms",
-                base[key],
-                {
-                    **params,
-                    "received": ours["received"],
-                    "expected": ours["expected"],
-                    "baseline": "bare websockets server, websockets.broadcast",
-                },
-            )
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where installed, as uvicorn picks it for the server."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="1000,10000")
     parser.add_argument("--broadcasts", type=int, default=10)
+    parser.add_argument("--loaders", type=int, default=4, help="load-generator processes")
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("JUNCTION_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
     )
-    parser.add_argument("--load", nargs=3)
-    parser.add_argument("--bare-server", type=int)
+    parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         raise_open_file_limit()
         url, clients, broadcasts = args.load
-        asyncio.run(load(url, int(clients), int(broadcasts)))
+        run_loop(load(url, int(clients), int(broadcasts)))
     elif args.bare_server:
         raise_open_file_limit()
-        asyncio.run(bare_server(args.bare_server, args.redis_url))
+        run_loop(bare_server(args.bare_server, args.redis_url))
     else:
-        run([int(n) for n in args.clients.split(",")], args.broadcasts, args.redis_url)
+        run(args)
 
 
 if __name__ == "__main__":

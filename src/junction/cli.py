@@ -90,6 +90,10 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
         log_config=None,
         proxy_headers=True,
         timeout_graceful_shutdown=int(get_settings().shutdown_grace_seconds),
+        # Browsers offer permessage-deflate on every WebSocket; accepting it costs a zlib
+        # stream per connection (memory) and a compression per client per broadcast
+        # (CPU), for live-channel frames of a few hundred bytes.
+        ws_per_message_deflate=False,
     )
 
 

@@ -52,8 +52,8 @@ async def test_identifier_is_echoed_byte_for_byte(serve: ServeFactory) -> None:
     async with serve(with_chat_channel) as server, cable_client(server.cable_url) as client:
         await client.next_frame()
         await client.send("subscribe", identifier)
-        raw = json.loads(await client.websocket.recv())
-        assert raw == {"identifier": identifier, "type": "confirm_subscription"}
+        confirmation = await client.next_frame()
+        assert confirmation == {"identifier": identifier, "type": "confirm_subscription"}
         await server.broker.publish("chat:tok-1:3", {"type": "message_created", "number": 1})
         frame = await client.next_frame()
     assert frame == {"identifier": identifier, "message": {"type": "message_created", "number": 1}}

@@ -13,6 +13,14 @@ stock client re-sends it until it sees the confirmation), and an invalid API key
 the whole connection with ``disconnect`` reason ``unauthorized`` and no reconnect.
 
 Written on Starlette's WebSocket: no maintained Python library speaks Action Cable.
+
+The hot path is one broadcast reaching thousands of connections. Its frame is built once
+per identifier (``BroadcastFrames``, shared by every subscription to that identifier) and
+handed to each connection. A connection whose writer is idle writes it at once, from the
+broadcast's own loop (``start_eagerly``); one that is still writing queues it in its
+``SendQueue``, which its writer task drains. Waking a writer task per client per
+broadcast instead doubled the server's CPU per broadcast (10,000 clients: 0.9 s against
+0.45 s in ``bench/realtime_fanout.py``). Nothing on that path logs.
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass
+import weakref
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -62,6 +73,16 @@ class CableContext:
     channels: ChannelRegistry
     database: Database
     send_queue_size: int
+    frames: weakref.WeakValueDictionary[str, BroadcastFrames] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    def frames_for(self, identifier: str) -> BroadcastFrames:
+        """The frame builder of ``identifier``, shared while any subscription holds it."""
+        frames = self.frames.get(identifier)
+        if frames is None:
+            frames = self.frames[identifier] = BroadcastFrames(identifier)
+        return frames
 
 
 async def cable_endpoint(websocket: WebSocket) -> None:
@@ -95,16 +116,105 @@ async def _refuse(
         await websocket.close()
 
 
+class BroadcastFrames:
+    """Builds the frame of each broadcast for one identifier once, however many subscribe."""
+
+    __slots__ = ("__weakref__", "_last_frame", "_last_id", "_prefix")
+
+    def __init__(self, identifier: str) -> None:
+        self._prefix = '{"identifier":' + json.dumps(identifier) + ',"message":'
+        self._last_id = -1
+        self._last_frame = ""
+
+    def frame(self, broadcast: Broadcast) -> str:
+        # Event ids are unique across streams, so the id alone names the broadcast.
+        if broadcast.id != self._last_id:
+            self._last_frame = self._prefix + broadcast.payload + "}"
+            self._last_id = broadcast.id
+        return self._last_frame
+
+
+class SendQueue:
+    """The frames waiting for one connection's writer: bounded, with a single reader.
+
+    Written by hand because ``asyncio.Queue`` carries three deques and an ``Event`` (a
+    few KiB) for what is, on an idle connection, an empty list, and thousands of
+    connections each hold one. The writer takes every queued frame at once, so a burst
+    is written without waking it per frame.
+    """
+
+    __slots__ = ("_frames", "_limit", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._frames: list[tuple[str, bool]] = []
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, frame: str, counted: bool) -> bool:
+        """Queue ``frame``; False, queueing nothing, when the queue is full."""
+        if len(self._frames) >= self._limit:
+            return False
+        self._frames.append((frame, counted))
+        self.wake()
+        return True
+
+    def idle(self) -> bool:
+        """True while the writer waits in ``take_all`` and nothing is queued."""
+        return self._waiter is not None and not self._frames
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take_all(self) -> list[tuple[str, bool]]:
+        """Every queued frame, oldest first; waits until a frame or ``wake`` comes."""
+        if not self._frames:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        frames, self._frames = self._frames, []
+        return frames
+
+
+def start_eagerly(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None] | None:
+    """Run ``coro`` in the caller until it first has to wait; None if it finished.
+
+    What asyncio's eager task factory does from Python 3.12 on. An ASGI ``send`` of a
+    small frame to a client that keeps up finishes without waiting; if it must wait
+    (the client's socket buffer is full), the rest is returned, for a task to await.
+    """
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return _finish(coro, waiting_on)
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting_on: asyncio.Future[Any] | None) -> None:
+    try:
+        if waiting_on is None:  # a bare yield, as asyncio.sleep(0) does
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait({waiting_on})
+        await coro  # resumes it where it waited, with that future now done
+    finally:
+        coro.close()
+
+
 class CableSubscription:
-    """One identifier of one connection; builds its broadcast frames without re-encoding."""
+    """One identifier of one connection."""
+
+    __slots__ = ("connection", "frames", "resolved")
 
     def __init__(self, connection: CableConnection, resolved: ResolvedSubscription) -> None:
         self.connection = connection
         self.resolved = resolved
-        self._prefix = '{"identifier":' + json.dumps(resolved.identifier) + ',"message":'
+        self.frames = connection.context.frames_for(resolved.identifier)
 
     def deliver(self, broadcast: Broadcast) -> None:
-        self.connection.offer(self._prefix + broadcast.payload + "}", counted=True)
+        self.connection.offer(self.frames.frame(broadcast), counted=True)
 
 
 class CableConnection:
@@ -115,9 +225,10 @@ class CableConnection:
         self.context = context
         self.principal = principal
         self.subscriptions: dict[str, CableSubscription] = {}
-        self._queue: asyncio.Queue[tuple[str, bool]] = asyncio.Queue(context.send_queue_size)
+        self._queue = SendQueue(context.send_queue_size)
         self._goodbye: str | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._unfinished_send: Coroutine[Any, Any, None] | None = None
 
     async def run(self) -> None:
         self.offer(WELCOME)
@@ -134,10 +245,23 @@ class CableConnection:
     def offer(self, frame: str, *, counted: bool = False) -> None:
         if self._goodbye is not None:
             return
-        try:
-            self._queue.put_nowait((frame, counted))
-        except asyncio.QueueFull:
+        if self._unfinished_send is None and self._queue.idle():
+            self._send_now(frame, counted)
+        elif not self._queue.put(frame, counted):
             self.drop(SLOW_CLIENT, reconnect=True)
+
+    def _send_now(self, frame: str, counted: bool) -> None:
+        """Write from the caller; if the send has to wait, the writer task finishes it."""
+        try:
+            self._unfinished_send = start_eagerly(self.websocket.send_text(frame))
+        except Exception:  # the client went away; stop as the writer would
+            if self._writer is not None:
+                self._writer.cancel()
+            return
+        if counted:
+            _cable_sent.inc()
+        if self._unfinished_send is not None:
+            self._queue.wake()
 
     def ping(self, frame: str) -> None:
         self.offer(frame)
@@ -154,10 +278,11 @@ class CableConnection:
     async def _write(self) -> None:
         try:
             while True:
-                frame, counted = await self._queue.get()
-                await self.websocket.send_text(frame)
-                if counted:
-                    _cable_sent.inc()
+                frames = await self._queue.take_all()
+                if self._unfinished_send is not None:
+                    await self._unfinished_send
+                    self._unfinished_send = None
+                await self._send_all(frames)
         except asyncio.CancelledError:
             if self._goodbye is None:
                 raise
@@ -167,6 +292,18 @@ class CableConnection:
             await self._say_goodbye(self._goodbye)
         except Exception:  # the client went away mid-send; the reader sees it too
             return
+        finally:
+            # A send still waiting for the client's buffer wrote nothing yet: drop it.
+            if self._unfinished_send is not None:
+                self._unfinished_send.close()
+
+    async def _send_all(self, frames: list[tuple[str, bool]]) -> None:
+        sent = 0
+        for frame, counted in frames:
+            await self.websocket.send_text(frame)
+            sent += counted
+        if sent:
+            _cable_sent.inc(sent)
 
     async def _say_goodbye(self, frame: str) -> None:
         """Best effort: a client that stopped reading may never take these bytes."""

@@ -1,9 +1,14 @@
 """The live connections of one process: the limit on their number, pings and shutdown.
 
 Every connection (a ``/cable`` WebSocket or a ``/api/v1/stream`` response) has a bounded
-send queue. A broadcast only enqueues; each connection writes from its own queue, so a
-client that reads slowly fills its own queue and is then disconnected, never stalling the
-broadcast to the others.
+send queue. A broadcast never waits for a client: it hands each connection the frame,
+which is written at once if the connection is not busy writing and queued otherwise, so
+a client that reads slowly fills its own queue and is then disconnected, never stalling
+the broadcast to the others.
+
+Pings are spread over the interval: each connection is put in one of ``PING_SLOTS`` slots
+when it joins, and one slot is pinged per tick. Pinging 10,000 clients at once costs the
+event loop about half a second, which a broadcast arriving just then would wait behind.
 
 On SIGTERM or SIGINT every client is told ``disconnect`` (reason ``server_restart``,
 reconnect allowed) before uvicorn starts closing sockets: uvicorn's own shutdown closes
@@ -15,6 +20,7 @@ have been told.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import threading
@@ -33,6 +39,7 @@ SLOW_CLIENT = "slow_client"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 UNAUTHORIZED = "unauthorized"
 CLOSE_ALL_SECONDS = 2.0
+PING_SLOTS = 16
 
 
 def disconnect_frame(reason: str, *, reconnect: bool) -> str:
@@ -56,7 +63,9 @@ class Hub:
     def __init__(self, max_connections: int, ping_interval: float) -> None:
         self.max_connections = max_connections
         self.ping_interval = ping_interval
-        self._members: set[Member] = set()
+        self._members: dict[Member, int] = {}
+        self._ping_slots: list[set[Member]] = [set() for _ in range(PING_SLOTS)]
+        self._next_slot = itertools.cycle(range(PING_SLOTS))
         self._emptied = asyncio.Event()
         self._emptied.set()
 
@@ -67,23 +76,26 @@ class Hub:
         return len(self._members) < self.max_connections
 
     def join(self, member: Member) -> None:
-        self._members.add(member)
+        slot = next(self._next_slot)
+        self._members[member] = slot
+        self._ping_slots[slot].add(member)
         self._emptied.clear()
         metrics.CONNECTIONS.labels(member.transport).inc()
 
     def leave(self, member: Member) -> None:
-        if member in self._members:
-            self._members.discard(member)
+        slot = self._members.pop(member, None)
+        if slot is not None:
+            self._ping_slots[slot].discard(member)
             metrics.CONNECTIONS.labels(member.transport).dec()
         if not self._members:
             self._emptied.set()
 
     async def ping_forever(self) -> None:
         """Action Cable's heartbeat: the stock client reconnects after ~6 s of silence."""
-        while True:
-            await asyncio.sleep(self.ping_interval)
+        for slot in itertools.cycle(self._ping_slots):
+            await asyncio.sleep(self.ping_interval / PING_SLOTS)
             frame = compact_json({"type": "ping", "message": int(time.time())})
-            for member in tuple(self._members):
+            for member in tuple(slot):
                 member.ping(frame)
 
     async def close_all(self) -> None:

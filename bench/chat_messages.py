@@ -1,12 +1,15 @@
 """Chat message creates: accepted per second, p50/p99 latency, and time from 202 to searchable.
 
-Runs ``junction serve`` (embedded worker included) on SQLite, and on PostgreSQL + Redis
-when ``JUNCTION_BENCH_DATABASE_URL`` / ``JUNCTION_BENCH_REDIS_URL`` are set; the load
-comes from a separate process over loopback. The baseline, measured in the same run on
-the same database, is a bare INSERT of the same row, one per transaction, at the same
+Runs ``junction serve --workers N`` (embedded worker included) on SQLite, and on
+PostgreSQL + Redis when ``JUNCTION_BENCH_DATABASE_URL`` / ``JUNCTION_BENCH_REDIS_URL`` are
+set; the load comes from a separate process over loopback: ``wrk`` when it is installed
+(written in C, it costs the shared CPU least), else ``--load-processes`` Python clients
+(``--client python`` forces them). The baseline, measured in the same run
+on the same database, is a bare INSERT of the same row, one per transaction, at the same
 concurrency. Prints one JSON line per figure.
 
-    uv run python bench/chat_messages.py [--seconds 10] [--concurrency 64]
+    uv run python bench/chat_messages.py [--seconds 10] [--concurrency 64] [--workers 1]
+        [--load-processes 2] [--client wrk|python]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,9 +76,13 @@ async def load(base_url: str, paths: list[str], seconds: float, concurrency: int
             while time.perf_counter() < deadline:
                 path = paths[sent % len(paths)]
                 started = time.perf_counter()
-                response = await client.post(
-                    path, json={"message": {"body": f"hello bench {sent}"}}
-                )
+                try:
+                    response = await client.post(
+                        path, json={"message": {"body": f"hello bench {sent}"}}
+                    )
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
                 if response.status_code == 202:
                     latencies.append(time.perf_counter() - started)
                 else:
@@ -84,22 +92,85 @@ async def load(base_url: str, paths: list[str], seconds: float, concurrency: int
         began = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - began
-    latencies.sort()
+    return {"elapsed": elapsed, "latencies": latencies, "errors": errors}
+
+
+# wrk's script: POST round-robin over the paths listed in a file; print one JSON line.
+WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("CHAT_BENCH_PATHS")) do paths[#paths + 1] = line end
+local sent = 0
+request = function()
+  sent = sent + 1
+  local body = '{"message": {"body": "hello bench ' .. sent .. '"}}'
+  local headers = {["Content-Type"] = "application/json"}
+  return wrk.format("POST", paths[sent % #paths + 1], headers, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %f, "errors": %d, "p50_ms": %f, "p99_ms": %f}\\n',
+    summary.requests, summary.duration / 1e6, e.status + e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def run_wrk(base_url: str, paths: list[str], seconds: float, concurrency: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as directory:
+        listed, script = Path(directory) / "paths.txt", Path(directory) / "post.lua"
+        listed.write_text("\n".join(paths) + "\n")
+        script.write_text(WRK_SCRIPT)
+        command = [
+            "wrk",
+            "-t2",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+        ]
+        output = subprocess.run(
+            [*command, "-s", str(script), base_url],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "CHAT_BENCH_PATHS": str(listed)},
+        )
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    accepted = result["requests"] - result["errors"]
+    return {**result, "accepted_per_second": accepted / result["seconds"]}
+
+
+def run_load(base_url: str, paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    if args.client == "wrk" or (args.client is None and shutil.which("wrk")):
+        return run_wrk(base_url, paths, args.seconds, args.concurrency)
+    return run_load_processes(base_url, paths, args.seconds, args.concurrency, args.load_processes)
+
+
+def run_load_processes(
+    base_url: str, paths: list[str], seconds: float, concurrency: int, processes: int
+) -> dict[str, Any]:
+    """Start ``processes`` load generators at once, sharing ``concurrency``; merge results."""
+    started = []
+    for index in range(processes):
+        share = concurrency // processes + (index < concurrency % processes)
+        spec = {"base_url": base_url, "paths": paths[index:] + paths[:index], "seconds": seconds}
+        started.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--load", json.dumps({**spec, "c": share})],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    results = [json.loads(process.communicate()[0].strip().splitlines()[-1]) for process in started]
+    latencies = sorted(latency for result in results for latency in result["latencies"])
+    elapsed = max(result["elapsed"] for result in results)
     return {
         "accepted_per_second": len(latencies) / elapsed,
-        "accepted": len(latencies),
-        "errors": errors,
+        "errors": sum(result["errors"] for result in results),
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else 0,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else 0,
     }
-
-
-def run_load_process(base_url: str, paths: list[str], seconds: float, concurrency: int) -> Any:
-    spec = json.dumps({"base_url": base_url, "paths": paths, "seconds": seconds, "c": concurrency})
-    output = subprocess.run(
-        [sys.executable, __file__, "--load", spec], capture_output=True, text=True, check=True
-    )
-    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 async def bare_insert_rate(
@@ -177,20 +248,28 @@ async def chat_ids(settings: Settings) -> list[int]:
     return ids
 
 
-def bench_database(label: str, settings: Settings, seconds: float, concurrency: int) -> None:
+def bench_database(label: str, settings: Settings, args: argparse.Namespace) -> None:
     from junction.platform.migrations import upgrade_to_head
 
     upgrade_to_head(settings)
+    seconds, concurrency = args.seconds, args.concurrency
     env = {"JUNCTION_RATE_LIMITS": RATE_LIMITS, "JUNCTION_LOG_LEVEL": "WARNING"}
-    with start_live_server(settings, **env) as server:
+    command = ("-m", "junction", "serve", "--workers", str(args.workers))
+    with start_live_server(settings, command, **env) as server:
         _, paths = asyncio.run(setup(server.base_url))
-        params = {"database": label, "seconds": seconds, "concurrency": concurrency}
+        params = {
+            "database": label,
+            "seconds": seconds,
+            "concurrency": concurrency,
+            "workers": args.workers,
+            "client": args.client or ("wrk" if shutil.which("wrk") else "python"),
+        }
         baseline = asyncio.run(
             bare_insert_rate(settings, asyncio.run(chat_ids(settings)), seconds, concurrency)
         )
         emit("chat.bare_insert", baseline, "rows/s", None, params)
         for shape, targets in (("100_chats", paths), ("hot_chat", paths[:1])):
-            result = run_load_process(server.base_url, targets, seconds, concurrency)
+            result = run_load(server.base_url, targets, args)
             shaped = {**params, "shape": shape, "errors": result["errors"]}
             emit(
                 f"chat.messages_accepted.{shape}",
@@ -209,6 +288,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="web processes of the server")
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--client", choices=["wrk", "python"], help="default: wrk if installed")
     parser.add_argument("--load")
     args = parser.parse_args()
     if args.load:
@@ -220,13 +302,13 @@ def main() -> None:
         sqlite = Settings(
             database_url=f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", redis_url=None
         )
-        bench_database("sqlite", sqlite, args.seconds, args.concurrency)
+        bench_database("sqlite", sqlite, args)
     postgres_url = os.environ.get("JUNCTION_BENCH_DATABASE_URL")
     if postgres_url:
         postgres = Settings(
             database_url=postgres_url, redis_url=os.environ.get("JUNCTION_BENCH_REDIS_URL") or None
         )
-        bench_database("postgresql", postgres, args.seconds, args.concurrency)
+        bench_database("postgresql", postgres, args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from junction.chat import service
+from junction.chat.batching import MessageBatcher
 from junction.chat.models import Application, Chat, Message
 from junction.chat.numbering import NumberAllocator
 from junction.chat.schemas import (
@@ -57,7 +58,9 @@ def _application_token(request: Request) -> str:
 CreateLimit = Depends(rate_limit("chat_create", identity=_application_token))
 
 
-def _allocator(request: Request) -> NumberAllocator:
+# Dependencies are coroutines: FastAPI runs a plain function in a thread, which costs
+# more than the function itself.
+async def _allocator(request: Request) -> NumberAllocator:
     state = request.app.state
     allocator: NumberAllocator | None = getattr(state, "chat_numbers", None)
     if allocator is None or allocator.redis is not state.redis:
@@ -68,13 +71,26 @@ def _allocator(request: Request) -> NumberAllocator:
 Allocator = Annotated[NumberAllocator, Depends(_allocator)]
 
 
-def _broker(request: Request) -> Broker | None:
+async def _broker(request: Request) -> Broker | None:
     """The live channels' broker; None in an app whose lifespan has not started it."""
     broker: Broker | None = getattr(request.app.state, "broker", None)
     return broker
 
 
 LiveBroker = Annotated[Broker | None, Depends(_broker)]
+
+
+async def _message_batcher(
+    request: Request, allocator: Allocator, broker: LiveBroker
+) -> MessageBatcher:
+    state = request.app.state
+    batcher: MessageBatcher | None = getattr(state, "chat_message_batcher", None)
+    if batcher is None or batcher.allocator is not allocator or batcher.broker is not broker:
+        batcher = state.chat_message_batcher = MessageBatcher(state.database, allocator, broker)
+    return batcher
+
+
+Batcher = Annotated[MessageBatcher, Depends(_message_batcher)]
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,7 @@ class Page:
         return rows[: self.per_page]
 
 
-def _page(
+async def _page(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")] = 1,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
 ) -> Page:
@@ -207,13 +223,9 @@ async def create_message(
     body: MessageCreate,
     request: Request,
     response: Response,
-    session: DbSession,
-    allocator: Allocator,
-    broker: LiveBroker,
+    batcher: Batcher,
 ) -> Accepted:
-    created = await service.create_message(
-        session, allocator, broker, application_token, chat_number, body.message.body
-    )
+    created = await batcher.create(application_token, chat_number, body.message.body)
     _point_at_job(request, response, created.accepted)
     return created.accepted
 

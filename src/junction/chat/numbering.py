@@ -99,6 +99,21 @@ class NumberAllocator:
                 log.warning("redis numbering failed, using the database", error=str(exc))
         return await allocate_in_database(session, sequence, parent_id)
 
+    async def allocate_if_seeded(self, key: str) -> int | None:
+        """The next number from Redis without touching the database, when the key exists.
+
+        None when there is no Redis, the key must first be seeded from the database, or
+        Redis does not answer: the caller then allocates with :meth:`allocate`.
+        """
+        if self.redis is None:
+            return None
+        try:
+            number = await self._increment_if_present(keys=[key])
+        except RedisError as exc:
+            log.warning("redis numbering failed, using the database", error=str(exc))
+            return None
+        return None if number is None else int(number)
+
     async def after_conflict(
         self, session: AsyncSession, sequence: NumberSequence, parent_id: int, key: str
     ) -> int:

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Row,
+    String,
+    Text,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.chat import search
 from junction.chat.models import Application, Chat, Message
-from junction.platform.db import utcnow
+from junction.platform.db import UTCDateTime, utcnow
 from junction.platform.jobs.models import Job, JobState
 
 
@@ -60,6 +74,37 @@ async def chat_id_in(session: AsyncSession, token: str, number: int) -> int | No
     return found
 
 
+async def chat_ids_in(
+    session: AsyncSession, chats: Collection[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The ids of the chats named by (application token, chat number); absent ones left out."""
+    query = select(Application.token, Chat.number, Chat.id).join(
+        Application, Application.id == Chat.application_id
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        named = _unnest(
+            ("token", [token for token, _ in chats], String()),
+            ("number", [number for _, number in chats], Integer()),
+        )
+        query = query.join(
+            named, (named.c.token == Application.token) & (named.c.number == Chat.number)
+        )
+    else:
+        query = query.where(tuple_(Application.token, Chat.number).in_(list(chats)))
+    return {(token, number): chat_id for token, number, chat_id in await session.execute(query)}
+
+
+def _unnest(*columns: tuple[str, list[Any], Any]) -> Any:
+    """Rows given column by column, as one PostgreSQL ``unnest`` of arrays: the statement's
+    text is the same whatever the number of rows, so its prepared form is reused.
+    (SQLite prepares statements in process, where a longer text costs next to nothing.)"""
+    arrays = [
+        bindparam(name, values, type_=postgresql.ARRAY(type_)) for name, values, type_ in columns
+    ]
+    names = [name for name, _, _ in columns]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="named")
+
+
 async def insert_chat(
     session: AsyncSession, application_id: int, number: int
 ) -> Row[int, datetime] | None:
@@ -95,6 +140,53 @@ async def insert_message(
     )
     created_at: datetime | None = await session.scalar(statement)
     return created_at
+
+
+async def insert_messages(
+    session: AsyncSession, messages: Sequence[tuple[int, int, str]]
+) -> dict[tuple[int, int], datetime]:
+    """Insert (chat id, number, body) rows in one statement; the created_at of each
+    inserted (chat id, number). A row whose number is taken is skipped."""
+    if not messages:
+        return {}
+    now = utcnow()
+    chat_ids, numbers, bodies = (list(column_) for column_ in zip(*messages, strict=True))
+    folded = [search.fold(body) for body in bodies]
+    statement = _insert(session, Message)
+    if session.get_bind().dialect.name == "postgresql":
+        named = _unnest(
+            ("chat_id", chat_ids, BigInteger()),
+            ("number", numbers, Integer()),
+            ("body", bodies, Text()),
+            ("search_text", folded, Text()),
+        )
+        created = literal(now, UTCDateTime())
+        statement = statement.from_select(
+            ["chat_id", "number", "body", "search_text", "created_at", "updated_at"],
+            select(
+                named.c.chat_id, named.c.number, named.c.body, named.c.search_text, created, created
+            ),
+        )
+    else:
+        statement = statement.values(
+            [
+                {
+                    "chat_id": c,
+                    "number": n,
+                    "body": b,
+                    "search_text": f,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for c, n, b, f in zip(chat_ids, numbers, bodies, folded, strict=True)
+            ]
+        )
+    inserted = await session.execute(
+        statement.on_conflict_do_nothing(index_elements=["chat_id", "number"]).returning(
+            Message.chat_id, Message.number, Message.created_at
+        )
+    )
+    return {(chat_id, number): created_at for chat_id, number, created_at in inserted}
 
 
 async def chats_of(
@@ -248,3 +340,17 @@ async def queued_job_with_key(session: AsyncSession, unique_key: str) -> int | N
         )
     )
     return found
+
+
+async def queued_jobs_with_keys(
+    session: AsyncSession, unique_keys: Collection[str]
+) -> dict[str, int]:
+    """The queued jobs holding any of ``unique_keys``, by key, read without taking any lock."""
+    rows = await session.execute(
+        select(Job.unique_key, Job.id).where(
+            Job.unique_key.in_(list(unique_keys)),
+            Job.state == JobState.queued.value,
+            text("state IN ('queued', 'running')"),
+        )
+    )
+    return {key: job_id for key, job_id in rows if key is not None}

@@ -30,7 +30,8 @@ from junction.chat.numbering import (
 )
 from junction.chat.schemas import Accepted, MessagePublic
 from junction.chat.search import query_words
-from junction.platform.errors import Conflict, NotFound, ValidationFailed
+from junction.platform.db import run_after_commit
+from junction.platform.errors import Conflict, JunctionError, NotFound, ValidationFailed
 from junction.platform.jobs import enqueue
 from junction.platform.realtime import Broker
 
@@ -105,10 +106,14 @@ async def list_chats(session: AsyncSession, token: str, offset: int, limit: int)
 async def _chat_id(session: AsyncSession, token: str, number: int) -> int:
     chat_id = await repository.chat_id_in(session, token, number)
     if chat_id is None:
-        if await repository.application_id(session, token) is None:
-            raise NotFound(f"Application {token} not found")
-        raise NotFound(f"Chat {number} not found in application {token}")
+        raise await _missing_chat(session, token, number)
     return chat_id
+
+
+async def _missing_chat(session: AsyncSession, token: str, number: int) -> NotFound:
+    if await repository.application_id(session, token) is None:
+        return NotFound(f"Application {token} not found")
+    return NotFound(f"Chat {number} not found in application {token}")
 
 
 async def create_message(
@@ -119,18 +124,113 @@ async def create_message(
     chat_number: int,
     body: str,
 ) -> CreatedMessage:
-    chat_id = await _chat_id(session, token, chat_number)
-    key = message_numbers_key(token, chat_number)
-    number = await allocator.allocate(session, MESSAGE_NUMBERS, chat_id, key)
+    request = MessageRequest(token, chat_number, body)
+    [outcome] = await create_messages(session, allocator, broker, [request])
+    if isinstance(outcome, JunctionError):
+        raise outcome
+    return outcome
+
+
+async def create_messages(
+    session: AsyncSession,
+    allocator: NumberAllocator,
+    broker: Broker | None,
+    requests: Sequence[MessageRequest],
+) -> list[CreatedMessage | JunctionError]:
+    """Create many messages in the caller's transaction, in a few statements whatever
+    their number: one chat look-up, one insert, and a counts-job look-up only for a chat
+    whose job this process has not seen yet in the current window.
+
+    Each request gets its message or the error that refused it (an unknown chat).
+    """
+    pairs = {(request.token, request.chat_number) for request in requests}
+    chat_ids = await repository.chat_ids_in(session, pairs)
+    outcomes: list[CreatedMessage | JunctionError | None] = [None] * len(requests)
+    rows: list[_NewRow] = []
+    # In chat order, so that allocations locking chat rows take the locks in one order.
+    for index, request in sorted(enumerate(requests), key=lambda p: chat_ids.get(p[1].key, 0)):
+        chat_id = chat_ids.get(request.key)
+        if chat_id is None:
+            outcomes[index] = await _missing_chat(session, request.token, request.chat_number)
+            continue
+        number = request.number or await allocator.allocate(
+            session, MESSAGE_NUMBERS, chat_id, request.numbers_key
+        )
+        rows.append(_NewRow(index, chat_id, number, request))
+    await _insert_rows(session, allocator, rows)
+    jobs = await _counts_jobs(session, {row.chat_id: row.request.key for row in rows})
+    for row in rows:
+        outcomes[row.index] = _created(session, broker, row, jobs)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """A message to create; ``number`` is set when one was taken from Redis beforehand."""
+
+    token: str
+    chat_number: int
+    body: str
+    number: int | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.token, self.chat_number)
+
+    @property
+    def numbers_key(self) -> str:
+        return message_numbers_key(self.token, self.chat_number)
+
+
+@dataclass
+class _NewRow:
+    index: int
+    chat_id: int
+    number: int
+    request: MessageRequest
+    created_at: datetime | None = None
+    error: JunctionError | None = None
+
+
+async def _insert_rows(
+    session: AsyncSession, allocator: NumberAllocator, rows: list[_NewRow]
+) -> None:
+    """One INSERT for all rows; a row whose number was taken gets a fresh one, alone."""
+    values = [(row.chat_id, row.number, row.request.body) for row in rows]
+    inserted = await repository.insert_messages(session, values)
+    for row in rows:
+        # pop: should two rows carry one number, only the first was inserted.
+        row.created_at = inserted.pop((row.chat_id, row.number), None)
+        if row.created_at is None:
+            await _insert_after_conflict(session, allocator, row)
+
+
+async def _insert_after_conflict(
+    session: AsyncSession, allocator: NumberAllocator, row: _NewRow
+) -> None:
     for _ in range(MAX_NUMBER_ATTEMPTS):
-        created_at = await repository.insert_message(session, chat_id, number, body)
-        if created_at is not None:
-            job_id = await _enqueue_counts(session, "chat", chat_id)
-            message = MessagePublic(number=number, body=body, created_at=created_at)
-            broadcast_after_commit(session, broker, token, chat_number, "message_created", message)
-            return CreatedMessage(Accepted(job_id=str(job_id), number=number), message)
-        number = await allocator.after_conflict(session, MESSAGE_NUMBERS, chat_id, key)
-    raise Conflict("Could not allocate a message number; please retry")
+        row.number = await allocator.after_conflict(
+            session, MESSAGE_NUMBERS, row.chat_id, row.request.numbers_key
+        )
+        row.created_at = await repository.insert_message(
+            session, row.chat_id, row.number, row.request.body
+        )
+        if row.created_at is not None:
+            return
+    row.error = Conflict("Could not allocate a message number; please retry")
+
+
+def _created(
+    session: AsyncSession, broker: Broker | None, row: _NewRow, jobs: dict[int, int]
+) -> CreatedMessage | JunctionError:
+    if row.created_at is None:
+        return row.error or Conflict("Could not allocate a message number; please retry")
+    request = row.request
+    message = MessagePublic(number=row.number, body=request.body, created_at=row.created_at)
+    broadcast_after_commit(
+        session, broker, request.token, request.chat_number, "message_created", message
+    )
+    return CreatedMessage(Accepted(job_id=str(jobs[row.chat_id]), number=row.number), message)
 
 
 async def list_messages(
@@ -177,19 +277,82 @@ async def search_messages(
 
 async def _enqueue_counts(session: AsyncSession, parent: str, parent_id: int) -> int:
     window = math.floor(time.time() / COUNTS_WINDOW_SECONDS)
-    unique_key = f"{REFRESH_COUNTS_JOB}:{parent}:{parent_id}:{window}"
     # The window's job is queued until the window is over: joining it needs no insert,
     # and so never waits on the unique index behind another create's transaction.
-    queued = await repository.queued_job_with_key(session, unique_key)
+    queued = await repository.queued_job_with_key(session, _counts_key(parent, parent_id, window))
     if queued is not None:
         return queued
+    return await _enqueue_counts_job(session, parent, parent_id, window)
+
+
+class _KnownCountsJobs:
+    """The counts jobs of the current window that this process has seen committed.
+
+    A create joining one of them needs no look-up. Keyed by token and chat number, never
+    reused, rather than by a row id, which SQLite may hand out again after a delete.
+    """
+
+    def __init__(self) -> None:
+        self._window = -1
+        self._jobs: dict[tuple[str, int], int] = {}
+
+    def get(self, window: int, chat: tuple[str, int]) -> int | None:
+        if window != self._window:
+            self._window, self._jobs = window, {}
+        return self._jobs.get(chat)
+
+    def add(self, window: int, chat: tuple[str, int], job_id: int) -> None:
+        if window == self._window:
+            self._jobs[chat] = job_id
+
+
+_known_counts_jobs = _KnownCountsJobs()
+
+
+async def _counts_jobs(session: AsyncSession, chats: dict[int, tuple[str, int]]) -> dict[int, int]:
+    """Each chat's counts job of the current window, joined or enqueued."""
+    window = math.floor(time.time() / COUNTS_WINDOW_SECONDS)
+    jobs: dict[int, int] = {}
+    unknown: dict[str, int] = {}
+    for chat_id, chat in chats.items():
+        known = _known_counts_jobs.get(window, chat)
+        if known is not None:
+            jobs[chat_id] = known
+        else:
+            unknown[_counts_key("chat", chat_id, window)] = chat_id
+    queued = await repository.queued_jobs_with_keys(session, unknown) if unknown else {}
+    for unique_key, chat_id in unknown.items():
+        job_id = queued.get(unique_key)
+        if job_id is None:
+            job_id = await _enqueue_counts_job(session, "chat", chat_id, window)
+            _remember_after_commit(session, window, chats[chat_id], job_id)
+        else:
+            _known_counts_jobs.add(window, chats[chat_id], job_id)
+        jobs[chat_id] = job_id
+    return jobs
+
+
+def _remember_after_commit(
+    session: AsyncSession, window: int, chat: tuple[str, int], job_id: int
+) -> None:
+    """A job enqueued here exists for others only once this transaction commits."""
+    run_after_commit(session, lambda: _known_counts_jobs.add(window, chat, job_id))
+
+
+def _counts_key(parent: str, parent_id: int, window: int) -> str:
+    return f"{REFRESH_COUNTS_JOB}:{parent}:{parent_id}:{window}"
+
+
+async def _enqueue_counts_job(
+    session: AsyncSession, parent: str, parent_id: int, window: int
+) -> int:
     run_at = (window + 1) * COUNTS_WINDOW_SECONDS + COUNTS_SETTLE_SECONDS
     enqueued = await enqueue(
         session,
         REFRESH_COUNTS_JOB,
         {parent: parent_id},
         run_at=datetime.fromtimestamp(run_at, UTC),
-        unique_key=unique_key,
+        unique_key=_counts_key(parent, parent_id, window),
     )
     return enqueued.id
 

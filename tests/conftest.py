@@ -84,11 +84,16 @@ def app(settings: Settings) -> FastAPI:
 @pytest.fixture
 async def started_app(app: FastAPI) -> AsyncIterator[FastAPI]:
     """The app with its lifespan run, ready once its start-up task has finished."""
-    async with LifespanManager(app):
+    async with running(app):
         await app.state.database.wait_until_reachable(1)
         while not app.state.startup.migrated:
             await asyncio.sleep(0.01)
         yield app
+
+
+def running(app: FastAPI) -> LifespanManager:
+    """The app's lifespan, with time limits generous enough for a loaded CI machine."""
+    return LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import json
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from junction.app import create_app
 from junction.settings import LogFormat, Settings
+from tests.conftest import running
 from tests.support.live import free_port
 
 
@@ -36,7 +36,7 @@ async def test_not_ready_while_the_database_is_down(
         }
     )
     app = create_app(down)
-    async with LifespanManager(app):
+    async with running(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/health")).status_code == 200
@@ -56,7 +56,7 @@ async def test_not_ready_while_the_database_is_down(
 
 async def test_not_ready_until_migrations_are_applied(settings: Settings) -> None:
     app = create_app(settings)
-    async with LifespanManager(app):
+    async with running(app):
         while not app.state.startup.migrated:
             await asyncio.sleep(0.01)
         app.state.startup.migrated = False
@@ -72,7 +72,7 @@ async def test_not_ready_while_redis_is_down(settings: Settings) -> None:
         update={"redis_url": SecretStr(f"redis://127.0.0.1:{free_port()}/0")}
     )
     app = create_app(down)
-    async with LifespanManager(app):
+    async with running(app):
         while not app.state.startup.migrated:
             await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=app)

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from junction.platform.db import Database, DbSession
@@ -15,6 +14,7 @@ from junction.platform.jobs import enqueue
 from junction.platform.jobs.models import Job, JobState
 from junction.platform.jobs.worker import Worker, parse_queues
 from junction.settings import Settings
+from tests.conftest import running
 from tests.platform.jobs.conftest import eventually, job
 
 
@@ -120,7 +120,7 @@ async def test_the_embedded_worker_runs_jobs_enqueued_by_a_request(
     async def add_job(session: DbSession) -> dict[str, int]:
         return {"id": (await enqueue(session, "tests.echo", [1, 2])).id}
 
-    async with LifespanManager(app):
+    async with running(app):
         while not app.state.startup.migrated:
             await asyncio.sleep(0.01)
         transport = httpx.ASGITransport(app=app)

@@ -101,8 +101,9 @@ REGISTRY.register(WELLNESS_SYNC_STATS)
 
 async def refresh_wellness_stats_forever(database: Database, every_seconds: float) -> None:
     while True:
+        # Waiting first gives a starting process time to migrate before the first query.
+        await asyncio.sleep(every_seconds)
         try:
             await asyncio.wait_for(WELLNESS_SYNC_STATS.refresh(database), timeout=every_seconds)
         except Exception as exc:
             log.warning("wellness metrics refresh failed", error=str(exc))
-        await asyncio.sleep(every_seconds)

@@ -194,7 +194,9 @@ class Worker:
             self.settings,
             self.broker,
         )
-        return await asyncio.wait_for(definition.handler(context), job.timeout_seconds)
+        # asyncio.timeout, unlike wait_for on 3.11, runs the handler without a second task.
+        async with asyncio.timeout(job.timeout_seconds):
+            return await definition.handler(context)
 
     def _record_failure(self, job: job_queue.ClaimedJob, exc: Exception) -> str:
         error = job_queue.describe_error(exc)

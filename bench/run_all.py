@@ -126,6 +126,14 @@ def markdown(results: list[dict[str, Any]], when: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
+def label(result: dict[str, Any]) -> str:
+    """The figure's name and what tells apart runs of the same figure."""
+    params = result.get("params") if isinstance(result.get("params"), dict) else {}
+    shown_keys = ("database", "concurrency", "clients")
+    suffix = ", ".join(f"{key}={params[key]}" for key in shown_keys if key in params)
+    return f"{result['name']} ({suffix})" if suffix else str(result["name"])
+
+
 def chart(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -133,8 +141,9 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rated = [r for r in results if isinstance(r.get("ratio"), int | float)]
-    figure, axes = plt.subplots(figsize=(9, 0.35 * len(rated) + 1.2))
-    axes.barh([r["name"] for r in rated], [r["ratio"] for r in rated])
+    figure, axes = plt.subplots(figsize=(10, 0.35 * len(rated) + 1.2))
+    axes.barh(range(len(rated)), [r["ratio"] for r in rated])
+    axes.set_yticks(range(len(rated)), [label(r) for r in rated], fontsize=8)
     axes.axvline(1.0, color="grey", linewidth=0.8)
     axes.set_xscale("log")
     axes.set_xlabel("ratio to the baseline of the same run (log scale)")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import structlog
 from fastapi import FastAPI
@@ -26,11 +27,12 @@ from junction.platform.errors import install_error_handlers
 from junction.platform.health import StartupState
 from junction.platform.health import router as health_router
 from junction.platform.jobs import api as jobs_api
-from junction.platform.jobs.metrics import refresh_job_stats_forever
+from junction.platform.jobs.metrics import JOB_STATS
 from junction.platform.jobs.models import Job, Schedule
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.jobs.runtime import JobRuntime
 from junction.platform.logging import configure_logging
+from junction.platform.metrics import refresh_forever
 from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
 from junction.platform.ratelimit import RateLimiter
@@ -38,7 +40,7 @@ from junction.platform.realtime import install_realtime, register_channel, runni
 from junction.settings import Settings, get_settings
 from junction.wellness import api as wellness_api
 from junction.wellness import models as wellness_models
-from junction.wellness.metrics import refresh_wellness_stats_forever
+from junction.wellness.metrics import WELLNESS_SYNC_STATS
 
 log = structlog.get_logger(__name__)
 
@@ -120,11 +122,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_realtime(app):
             background = [
                 asyncio.create_task(_prepare_database(app)),
-                asyncio.create_task(
-                    refresh_job_stats_forever(database, settings.job_metrics_refresh_seconds)
-                ),
-                asyncio.create_task(
-                    refresh_wellness_stats_forever(database, settings.job_metrics_refresh_seconds)
+                *(
+                    asyncio.create_task(
+                        refresh_forever(
+                            name,
+                            partial(stats.refresh, database),
+                            settings.job_metrics_refresh_seconds,
+                        )
+                    )
+                    for name, stats in (("jobs", JOB_STATS), ("wellness", WELLNESS_SYNC_STATS))
                 ),
             ]
             try:

@@ -6,9 +6,15 @@ all land in this registry and are served by ``GET /metrics``.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+
+log = structlog.get_logger(__name__)
 
 HTTP_REQUESTS = Counter(
     "junction_http_requests_total",
@@ -27,6 +33,20 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     labels = (method, route, str(status))
     HTTP_REQUESTS.labels(*labels).inc()
     HTTP_REQUEST_DURATION.labels(*labels).observe(seconds)
+
+
+async def refresh_forever(
+    name: str, refresh: Callable[[], Awaitable[None]], every_seconds: float
+) -> None:
+    """Run a collector's database snapshot every few seconds, never per scrape, so a slow
+    database cannot stall ``/metrics``."""
+    while True:
+        # Waiting first gives a starting process time to migrate before the first query.
+        await asyncio.sleep(every_seconds)
+        try:
+            await asyncio.wait_for(refresh(), timeout=every_seconds)
+        except Exception as exc:
+            log.warning("metrics refresh failed", metrics=name, error=str(exc))
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -8,7 +8,6 @@ seconds; a scrape serves the last snapshot and never waits on the database.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -97,13 +96,3 @@ class WellnessSyncCollector(Collector):
 
 WELLNESS_SYNC_STATS = WellnessSyncCollector()
 REGISTRY.register(WELLNESS_SYNC_STATS)
-
-
-async def refresh_wellness_stats_forever(database: Database, every_seconds: float) -> None:
-    while True:
-        # Waiting first gives a starting process time to migrate before the first query.
-        await asyncio.sleep(every_seconds)
-        try:
-            await asyncio.wait_for(WELLNESS_SYNC_STATS.refresh(database), timeout=every_seconds)
-        except Exception as exc:
-            log.warning("wellness metrics refresh failed", error=str(exc))

@@ -2,14 +2,13 @@
 worker that ran them), and queue depth per queue and state with the age of the oldest
 ready job.
 
-Queue depth comes from a query, but never from a scrape: ``JobStatsRefresher`` runs it
-every few seconds with a timeout, and the collector serves the last snapshot, so a slow
-database cannot stall ``/metrics``.
+Queue depth comes from a query, but never from a scrape: the platform's ``refresh_forever``
+runs it every few seconds with a timeout, and the collector serves the last snapshot, so a
+slow database cannot stall ``/metrics``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -80,13 +79,3 @@ class JobStatsCollector(Collector):
 
 JOB_STATS = JobStatsCollector()
 REGISTRY.register(JOB_STATS)
-
-
-async def refresh_job_stats_forever(database: Database, every_seconds: float) -> None:
-    while True:
-        # Waiting first gives a starting process time to migrate before the first query.
-        await asyncio.sleep(every_seconds)
-        try:
-            await asyncio.wait_for(JOB_STATS.refresh(database), timeout=every_seconds)
-        except Exception as exc:
-            log.warning("job metrics refresh failed", error=str(exc))

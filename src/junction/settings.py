@@ -35,6 +35,11 @@ class SqliteSynchronous(StrEnum):
     normal = "NORMAL"
 
 
+class StorageBackend(StrEnum):
+    local = "local"
+    s3 = "s3"
+
+
 class LogFormat(StrEnum):
     auto = "auto"
     json = "json"
@@ -205,6 +210,87 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="After a Redis failure, memory serves this long."
     )
 
+    storage_backend: StorageBackend = StorageBackend.local
+    """Where uploaded files live: `local` (a folder) or `s3` (S3 or an S3-compatible store)."""
+    storage_path: Path = Path("./var/files")
+    """Folder of the local storage backend."""
+    s3_bucket: str | None = Field(
+        default=None, validation_alias=_env_alias("s3_bucket", "AWS_S3_BUCKET", "S3_BUCKET")
+    )
+    """Bucket of the S3 storage backend."""
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=_env_alias("s3_endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); unset means AWS.",
+    )
+    s3_region: str = Field(
+        default="us-east-1",
+        validation_alias=_env_alias("s3_region", "AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    """Region the S3 requests and presigned URLs are signed for."""
+    s3_path_style: bool | None = Field(
+        default=None,
+        description="Path-style S3 URLs (`endpoint/bucket/key`); unset means path-style "
+        "exactly when an endpoint URL is set.",
+    )
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, validation_alias=_env_alias("aws_access_key_id", "AWS_ACCESS_KEY_ID")
+    )
+    """S3 access key; unset means the AWS SDK's usual chain (profile, instance role)."""
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env_alias("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    )
+    """S3 secret key."""
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    """Largest file accepted; a larger upload is refused with 413 and nothing is kept."""
+    upload_allowed_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+        ],
+        description="Media types an upload may have; the content must match the declared type.",
+    )
+    file_url_ttl_seconds: int = Field(default=3600, ge=1, le=604_800)
+    """Lifetime of a download URL given to API clients (S3 allows at most 7 days)."""
+    public_base_url: str | None = Field(
+        default=None,
+        description="Base URL others reach this service at, for signed file links "
+        "(Airtable fetches attachments from it); unset means `http://host:port`.",
+    )
+
+    airtable_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env_alias("airtable_api_key", "AIRTABLE_API_KEY")
+    )
+    """Airtable personal access token; with a base id it turns the user sync on."""
+    airtable_base_id: str | None = Field(
+        default=None, validation_alias=_env_alias("airtable_base_id", "AIRTABLE_BASE_ID")
+    )
+    """Airtable base (`app...`) that holds the users table."""
+    airtable_table: str = Field(
+        default="Users", validation_alias=_env_alias("airtable_table", "AIRTABLE_TABLE_NAME")
+    )
+    """Name or id of the Airtable table users are written to."""
+    airtable_endpoint_url: str | None = Field(
+        default=None,
+        description="Airtable API base URL; unset means https://api.airtable.com "
+        "(or the emulator in demo mode).",
+    )
+    airtable_requests_per_second: float = Field(default=4.5, gt=0, le=5)
+    """Requests per second per base; Airtable's limit is 5, with a 30 s penalty for more."""
+    airtable_batch_size: int = Field(default=10, ge=1, le=10)
+    """Records written per request when many users wait (Airtable allows 10)."""
+    airtable_timeout_seconds: float = Field(default=15.0, gt=0)
+    """Timeout of each Airtable request."""
+    airtable_rate_limit_wait_seconds: float = Field(
+        default=30.0, ge=0, description="Wait after a 429 before calling Airtable again."
+    )
+    airtable_file_url_ttl_seconds: int = Field(default=86_400, ge=60, le=604_800)
+    """Lifetime of the file URL sent to Airtable, which fetches attachments asynchronously."""
+
     log_level: str = "INFO"
     """`DEBUG`, `INFO`, `WARNING` or `ERROR`."""
     log_format: LogFormat = LogFormat.auto
@@ -240,7 +326,7 @@ class Settings(BaseSettings):
     job_metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     """How often queue depths for /metrics are read."""
 
-    @field_validator("job_modules", "job_queues", mode="before")
+    @field_validator("job_modules", "job_queues", "upload_allowed_types", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

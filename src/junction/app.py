@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -16,6 +17,7 @@ from junction.chat import api as chat_api
 from junction.chat import models as chat_models
 from junction.chat.channels import ChatChannel
 from junction.emulators import provider as provider_emulator
+from junction.emulators.airtable import create_airtable_emulator
 from junction.emulators.wellness import create_wellness_emulator
 from junction.events import api as events_api
 from junction.events import models as events_models
@@ -37,6 +39,9 @@ from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
 from junction.platform.ratelimit import RateLimiter
 from junction.platform.realtime import install_realtime, register_channel, running_realtime
+from junction.platform.storage import install_storage, open_storage
+from junction.profiles import api as profiles_api
+from junction.profiles import models as profiles_models
 from junction.settings import Settings, get_settings
 from junction.wellness import api as wellness_api
 from junction.wellness import models as wellness_models
@@ -49,6 +54,7 @@ MODELS = (
     auth.ApiKey,
     Job,
     Schedule,
+    profiles_models.User,
     chat_models.Application,
     chat_models.Chat,
     chat_models.Message,
@@ -63,7 +69,12 @@ MODELS = (
     wellness_models.DeadLetter,
 )
 # The domains' job handlers and schedules, loaded by every process that runs or enqueues jobs.
-JOB_MODULES = ("junction.chat.jobs", "junction.events.jobs", "junction.wellness.jobs")
+JOB_MODULES = (
+    "junction.profiles.jobs",
+    "junction.chat.jobs",
+    "junction.events.jobs",
+    "junction.wellness.jobs",
+)
 metadata = Base.metadata
 
 API_DESCRIPTION = """
@@ -90,17 +101,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_body_bytes,
+        upload_paths=re.compile(profiles_api.UPLOAD_PATHS),
+        max_upload_bytes=settings.upload_max_bytes,
     )
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
     install_realtime(app)
+    install_storage(app)
     app.include_router(jobs_api.router)
+    app.include_router(profiles_api.router)
     app.include_router(chat_api.router)
     register_channel(app, ChatChannel())
     app.include_router(events_api.router)
     app.include_router(wellness_api.router)
     if settings.demo:
+        app.mount("/emulators/airtable", create_airtable_emulator())
         app.mount("/emulators/provider", provider_emulator.create_app())
         app.mount("/emulators/wellness", create_wellness_emulator())
     load_job_modules((*JOB_MODULES, *settings.job_modules))
@@ -116,6 +132,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = Redis.from_url(redis_url) if redis_url else None
     app.state.rate_limiter = RateLimiter(settings.rate_limits, redis_url)
     app.state.cache = open_cache(settings)
+    app.state.storage = open_storage(settings)
     app.state.startup = StartupState()
     app.state.jobs = None
     try:
@@ -142,6 +159,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                     # may still broadcast, so this happens before the broker closes.
                     await app.state.jobs.shutdown()
     finally:
+        await app.state.storage.close()
         await app.state.cache.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
@@ -169,7 +187,13 @@ async def _prepare_database(app: FastAPI) -> None:
             log.info("migrations applied")
         startup.migrated = True
         if settings.run_embedded_worker:
-            app.state.jobs = JobRuntime(database, settings, broker=app.state.broker)
+            app.state.jobs = JobRuntime(
+                database,
+                settings,
+                broker=app.state.broker,
+                cache=app.state.cache,
+                redis=app.state.redis,
+            )
             app.state.jobs.start()
     except asyncio.CancelledError:
         raise

@@ -44,9 +44,9 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[RunningServer]:
-    """``app`` served on a free loopback port until the block ends."""
-    port = free_port()
+async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[RunningServer]:
+    """``app`` served on ``port`` (a free loopback port by default) until the block ends."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, ws_per_message_deflate=False
     )

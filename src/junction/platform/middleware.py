@@ -27,6 +27,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data")
+_MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def route_template(scope: Scope) -> str:
@@ -40,11 +41,14 @@ class RequestContextMiddleware:
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        body_limit_for: Callable[[str], int | None] | None = None,
+        upload_paths: re.Pattern[str] | None = None,
+        max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.body_limit_for = body_limit_for or (lambda path: None)
+        self.upload_paths = upload_paths
+        # Room for the multipart framing and form fields around the file itself.
+        self.max_upload_body_bytes = max_upload_bytes + _MULTIPART_OVERHEAD_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,7 +82,7 @@ class RequestContextMiddleware:
             if rejection is not None:
                 await _send_error(send_with_request_id, *rejection)
             else:
-                limit = self.body_limit_for(scope["path"]) or self.max_body_bytes
+                limit = self._body_limit(scope, headers)
                 receive = _limited(receive, limit, refuse_oversized_body)
                 await self.app(scope, receive, send_with_request_id)
         except Exception:
@@ -110,16 +114,33 @@ class RequestContextMiddleware:
         has_body = "transfer-encoding" in headers or (length not in (None, "0"))
         if not has_body:
             return None
-        limit = self.body_limit_for(scope["path"]) or self.max_body_bytes
+        limit = self._body_limit(scope, headers)
         if length is not None and (not length.isdigit() or int(length) > limit):
             return 413, f"Request body is larger than the limit of {limit} bytes"
-        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if not _accepted_media_type(media_type):
+        media_type = _media_type(headers)
+        if not _accepted_media_type(media_type) and not self._is_upload(scope, media_type):
             shown = media_type or "none"
             return 415, (
                 f"Content-Type {shown} is not supported; send {' or '.join(ACCEPTED_MEDIA_TYPES)}"
             )
         return None
+
+    def _is_upload(self, scope: Scope, media_type: str) -> bool:
+        """A file sent to an upload route: any type passes here, the route checks it."""
+        return (
+            self.upload_paths is not None
+            and media_type != "application/json"
+            and self.upload_paths.match(scope["path"]) is not None
+        )
+
+    def _body_limit(self, scope: Scope, headers: Headers) -> int:
+        if self._is_upload(scope, _media_type(headers)):
+            return self.max_upload_body_bytes
+        return self.max_body_bytes
+
+
+def _media_type(headers: Headers) -> str:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 def _accepted_media_type(media_type: str) -> bool:

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 from croniter import croniter
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from junction.platform.cache import Cache
     from junction.platform.db import Database
     from junction.platform.realtime.broker import Broker
     from junction.settings import Settings
@@ -64,6 +67,11 @@ class JobContext:
     broker: Broker | None = None
     """The process's live-channel broker: the web process's when the worker is embedded,
     a Redis one in a separate worker when Redis is configured, else None."""
+    cache: Cache | None = None
+    """The process's response cache (the web process's when the worker is embedded), for
+    handlers whose writes must invalidate cached responses."""
+    redis: Redis | None = None
+    """The process's Redis client when Redis is configured."""
 
 
 Handler = Callable[[JobContext], Awaitable[Any]]

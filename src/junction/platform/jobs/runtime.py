@@ -14,6 +14,7 @@ import signal
 import structlog
 from redis.asyncio import Redis
 
+from junction.platform.cache import Cache, open_cache
 from junction.platform.db import Database
 from junction.platform.jobs.maintenance import schedule_maintenance
 from junction.platform.jobs.registry import load_job_modules, registry
@@ -36,11 +37,17 @@ class JobRuntime:
         scheduler: bool = True,
         queues: list[QueueSlots] | None = None,
         broker: Broker | None = None,
+        cache: Cache | None = None,
+        redis: Redis | None = None,
     ) -> None:
         load_job_modules(settings.job_modules)
         if scheduler:
             schedule_maintenance(registry, settings)
-        self.worker = Worker(database, settings, queues=queues, broker=broker) if worker else None
+        self.worker = (
+            Worker(database, settings, queues=queues, broker=broker, cache=cache, redis=redis)
+            if worker
+            else None
+        )
         self.scheduler = Scheduler(database, settings) if scheduler else None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -82,10 +89,18 @@ async def run_until_signalled(
     broker = (
         create_broker(redis, replay_size=settings.realtime_replay_buffer_size) if redis else None
     )
+    cache = open_cache(settings)
     try:
         await database.wait_until_reachable(settings.database_startup_attempts)
         runtime = JobRuntime(
-            database, settings, worker=worker, scheduler=scheduler, queues=queues, broker=broker
+            database,
+            settings,
+            worker=worker,
+            scheduler=scheduler,
+            queues=queues,
+            broker=broker,
+            cache=cache,
+            redis=redis,
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -96,6 +111,7 @@ async def run_until_signalled(
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
     finally:
+        await cache.close()
         if broker is not None:
             await broker.close()
         if redis is not None:

@@ -24,7 +24,9 @@ from typing import Any
 
 import asyncpg
 import structlog
+from redis.asyncio import Redis
 
+from junction.platform.cache import Cache
 from junction.platform.db import Database, utcnow
 from junction.platform.jobs import queue as job_queue
 from junction.platform.jobs.metrics import observe_run
@@ -78,10 +80,14 @@ class Worker:
         queues: list[QueueSlots] | None = None,
         jobs_registry: JobRegistry = registry,
         broker: Broker | None = None,
+        cache: Cache | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.broker = broker
+        self.cache = cache
+        self.redis = redis
         self.registry = jobs_registry
         self.queues = queues or parse_queues(settings.job_queues, settings.job_concurrency)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -193,6 +199,8 @@ class Worker:
             self.database,
             self.settings,
             self.broker,
+            self.cache,
+            self.redis,
         )
         # asyncio.timeout, unlike wait_for on 3.11, runs the handler without a second task.
         async with asyncio.timeout(job.timeout_seconds):

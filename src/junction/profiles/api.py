@@ -1,0 +1,426 @@
+"""``/api/v1/users``: profiles with a file, for keys with the ``read`` / ``write`` scopes.
+
+Create and update take JSON, or ``multipart/form-data`` with the same fields and an
+optional ``file``; ``PUT /api/v1/users/{id}/file`` takes the file itself as the body
+(its ``Content-Type`` declares the type), streamed to storage as it arrives. Reads are
+served from the cache (``users`` namespace), which every write invalidates once it has
+committed; the file's signed link is added to each response, never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import ClientDisconnect
+
+from junction.platform.auth import Principal, Scope, require_scope
+from junction.platform.cache import Cache, record_lookup
+from junction.platform.db import DbSession, ReadSession
+from junction.platform.errors import PayloadTooLarge, ValidationFailed, describe_validation_error
+from junction.platform.ratelimit import rate_limit
+from junction.platform.realtime import Broker
+from junction.platform.storage import Storage, StoredFile, UnsupportedUpload
+from junction.profiles import repository, service
+from junction.profiles.schemas import UserCreate, UserPublic, UsersPage, UserUpdate
+from junction.settings import Settings
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_PER_PAGE = 25
+MAX_PER_PAGE = 100
+CHUNK_BYTES = 64 * 1024
+UPLOAD_PATHS = r"^/api/v1/users(/[^/]+(/file)?)?/?$"
+
+ReadKey = Annotated[Principal, Depends(require_scope(Scope.read))]
+WriteKey = Annotated[Principal, Depends(require_scope(Scope.write))]
+SyncKey = Annotated[Principal, Depends(require_scope(Scope.sync))]
+CreateLimit = Depends(rate_limit("user_create"))
+UploadLimit = Depends(rate_limit("user_upload"))
+UserId = Annotated[str, Path(max_length=64, description="The user's UUID.")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The email belongs to another user"},
+    413: {"description": "The file is larger than the upload limit"},
+    415: {"description": "The file's type is not allowed or does not match its content"},
+    422: {"description": "Invalid fields"},
+}
+
+
+def _form_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that reads JSON or multipart itself."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    multipart = {
+        "type": "object",
+        "properties": {
+            **schema.get("properties", {}),
+            "file": {"type": "string", "format": "binary"},
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "multipart/form-data": {"schema": multipart},
+            },
+        }
+    }
+
+
+async def _storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+async def _cache(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
+    return cache
+
+
+async def _broker(request: Request) -> Broker | None:
+    broker: Broker | None = getattr(request.app.state, "broker", None)
+    return broker
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+FileStorage = Annotated[Storage, Depends(_storage)]
+ResponseCache = Annotated[Cache, Depends(_cache)]
+LiveBroker = Annotated[Broker | None, Depends(_broker)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=WRITE_ERRORS,
+    openapi_extra=_form_body(UserCreate),
+    dependencies=[CreateLimit],
+    summary="Create a user, with an optional file",
+)
+async def create_user(
+    request: Request,
+    _key: WriteKey,
+    session: DbSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    broker: LiveBroker,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    fields, upload = await _read_fields(request, UserCreate)
+    assert fields is not None  # only updates may send a file alone
+
+    async def write(stored: StoredFile | None) -> dict[str, Any]:
+        user = await service.create_user(session, fields, stored, broker=broker)
+        return await _committed(session, cache, storage, settings, service.user_document(user))
+
+    async def check() -> None:
+        await service.ensure_email_free(session, fields.email)
+
+    return await _with_upload(storage, upload, write, check_first=check)
+
+
+@router.get("", response_model=UsersPage, summary="List users, oldest first")
+async def list_users(
+    _key: ReadKey,
+    session: ReadSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    settings: AppSettings,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
+    email: Annotated[
+        str | None, Query(min_length=1, max_length=320, description="Exact, any case.")
+    ] = None,
+) -> dict[str, Any]:
+    email_key = service.email_key(email.strip()) if email else None
+    key = await cache.key(service.CACHE_NAMESPACE, f"list:{page}:{per_page}:{email_key or ''}")
+    cached = await cache.get(key)
+    record_lookup(service.CACHE_NAMESPACE, cached is not None)
+    listing: dict[str, Any]
+    if cached is not None:
+        listing = json.loads(cached)
+    else:
+        users, total = await repository.list_live(
+            session, email_key=email_key, offset=(page - 1) * per_page, limit=per_page
+        )
+        listing = {
+            "data": [service.user_document(user) for user in users],
+            "meta": {
+                "pagination": {
+                    "current_page": page,
+                    "per_page": per_page,
+                    "total_count": total,
+                    "total_pages": math.ceil(total / per_page),
+                }
+            },
+        }
+        await cache.set(key, json.dumps(listing).encode())
+    listing["data"] = [await _public(storage, settings, doc) for doc in listing["data"]]
+    return listing
+
+
+@router.get("/{user_id}", response_model=UserPublic, responses=NOT_FOUND, summary="Get one user")
+async def get_user(
+    user_id: UserId,
+    _key: ReadKey,
+    session: ReadSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    key = await cache.key(service.CACHE_NAMESPACE, f"user:{user_id}")
+    cached = await cache.get(key)
+    record_lookup(service.CACHE_NAMESPACE, cached is not None)
+    if cached is not None:
+        document = json.loads(cached)
+    else:
+        document = service.user_document(await service.find_user(session, user_id))
+        await cache.set(key, json.dumps(document).encode())
+    return await _public(storage, settings, document)
+
+
+@router.patch(
+    "/{user_id}",
+    response_model=UserPublic,
+    responses={**NOT_FOUND, **WRITE_ERRORS},
+    openapi_extra=_form_body(UserUpdate),
+    summary="Change fields, or replace the file (multipart)",
+)
+async def update_user(
+    request: Request,
+    user_id: UserId,
+    _key: WriteKey,
+    session: DbSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    changes, upload = await _read_fields(request, UserUpdate, file_only_ok=True)
+
+    async def check() -> None:
+        user = await service.find_user(session, user_id)
+        if changes is not None:
+            await service.update_user(session, user, changes)
+
+    async def write(stored: StoredFile | None) -> dict[str, Any]:
+        user = await service.find_user(session, user_id)
+        if upload is not None:
+            await service.replace_file(session, user, stored)
+        return await _committed(session, cache, storage, settings, service.user_document(user))
+
+    return await _with_upload(storage, upload, write, check_first=check)
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND,
+    summary="Delete a user, its file and its Airtable record",
+)
+async def delete_user(
+    user_id: UserId, _key: WriteKey, session: DbSession, cache: ResponseCache
+) -> Response:
+    await service.delete_user(session, await service.find_user(session, user_id))
+    await session.commit()
+    await cache.invalidate(service.CACHE_NAMESPACE)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put(
+    "/{user_id}/file",
+    response_model=UserPublic,
+    responses={**NOT_FOUND, **WRITE_ERRORS},
+    dependencies=[UploadLimit],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    summary="Upload or replace the file; the body is the file, Content-Type its type",
+)
+async def put_file(
+    request: Request,
+    user_id: UserId,
+    _key: WriteKey,
+    session: DbSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    settings: AppSettings,
+    filename: Annotated[str | None, Query(max_length=255)] = None,
+) -> dict[str, Any]:
+    user = await service.find_user(session, user_id)
+    declared = request.headers.get("content-type", "")
+    stored = await _save(storage, _body_chunks(request), declared, filename)
+    try:
+        await service.replace_file(session, user, stored)
+        return await _committed(session, cache, storage, settings, service.user_document(user))
+    except BaseException:
+        await storage.delete(stored.key)
+        raise
+
+
+@router.delete(
+    "/{user_id}/file", response_model=UserPublic, responses=NOT_FOUND, summary="Remove the file"
+)
+async def delete_file(
+    user_id: UserId,
+    _key: WriteKey,
+    session: DbSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    user = await service.find_user(session, user_id)
+    await service.replace_file(session, user, None)
+    return await _committed(session, cache, storage, settings, service.user_document(user))
+
+
+@router.post(
+    "/{user_id}/sync",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UserPublic,
+    responses=NOT_FOUND,
+    summary="Write the user to Airtable again (also after attempts ran out)",
+)
+async def sync_user(
+    user_id: UserId,
+    _key: SyncKey,
+    session: DbSession,
+    storage: FileStorage,
+    cache: ResponseCache,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    user = await service.request_sync(session, await service.find_user(session, user_id))
+    return await _committed(session, cache, storage, settings, service.user_document(user))
+
+
+async def _committed(
+    session: AsyncSession,
+    cache: Cache,
+    storage: Storage,
+    settings: Settings,
+    document: dict[str, Any],
+) -> dict[str, Any]:
+    """Commit, then invalidate: a read right after this response never sees the old user."""
+    await session.commit()
+    await cache.invalidate(service.CACHE_NAMESPACE)
+    return await _public(storage, settings, document)
+
+
+async def _public(storage: Storage, settings: Settings, document: dict[str, Any]) -> dict[str, Any]:
+    file = document["file"]
+    if file is None:
+        return document
+    ttl = settings.file_url_ttl_seconds
+    url = await storage.url(file["key"], ttl_seconds=ttl, filename=file["filename"])
+    public_file = {key: value for key, value in file.items() if key != "key"}
+    return {**document, "file": {**public_file, "url": url, "expires_in": ttl}}
+
+
+async def _read_fields(
+    request: Request, model: type[M], *, file_only_ok: bool = False
+) -> tuple[M | None, UploadFile | None]:
+    """The validated fields and the uploaded file, from a JSON or multipart body.
+
+    The caller owns the returned upload and must close it (``_with_upload`` does).
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "multipart/form-data":
+        form = await _form(request)
+        upload = form.get("file")
+        try:
+            if upload is not None and not isinstance(upload, UploadFile):
+                raise ValidationFailed("file: must be a file part, not a text field")
+            fields = {key: value for key, value in form.items() if key != "file"}
+            if file_only_ok and upload is not None and not fields:
+                return None, upload
+            return _validated(model, fields), upload
+        except BaseException:
+            await form.close()
+            raise
+    try:
+        payload = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("The body must be a JSON object") from None
+    except ClientDisconnect:
+        raise PayloadTooLarge() from None
+    return _validated(model, payload), None
+
+
+async def _form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=1, max_fields=20, max_part_size=64 * 1024)
+    except ClientDisconnect:
+        raise PayloadTooLarge() from None
+
+
+def _validated(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict) or not data:
+        raise ValidationFailed("The body must be a JSON object with the user's fields")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(*map(describe_validation_error, exc.errors())) from None
+
+
+async def _with_upload(
+    storage: Storage,
+    upload: UploadFile | None,
+    write: Callable[[StoredFile | None], Awaitable[dict[str, Any]]],
+    *,
+    check_first: Callable[[], Awaitable[None]],
+) -> dict[str, Any]:
+    """Check, store the upload, then write; a failed write removes the stored file again.
+
+    The check runs before the file is stored, so a request refused for its fields (an
+    unknown user, a taken email) never leaves an object behind.
+    """
+    try:
+        await check_first()
+        if upload is None:
+            return await write(None)
+        stored = await _save(storage, _upload_chunks(upload), upload.content_type, upload.filename)
+    finally:
+        if upload is not None:
+            await upload.close()
+    try:
+        return await write(stored)
+    except BaseException:
+        await storage.delete(stored.key)
+        raise
+
+
+async def _save(
+    storage: Storage, chunks: AsyncIterator[bytes], declared: str | None, filename: str | None
+) -> StoredFile:
+    if not declared:
+        raise UnsupportedUpload("Declare the file's type in its Content-Type")
+    return await storage.save(chunks, declared_type=declared, filename=filename)
+
+
+async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(CHUNK_BYTES):
+        yield chunk
+
+
+async def _body_chunks(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise PayloadTooLarge() from None

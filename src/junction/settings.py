@@ -299,8 +299,14 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Larger request bodies are refused with 413."""
     rate_limits: dict[str, str] = Field(
-        default_factory=lambda: {"default": "600/minute", "write": "120/minute"},
-        description="Limits per route group, in the `limits` library's notation.",
+        default_factory=lambda: {
+            "default": "600/minute",
+            "write": "120/minute",
+            "user_create": "300/minute",
+            "user_upload": "60/minute",
+        },
+        description="Limits per route group and caller, in the `limits` library's notation; "
+        "a group without an entry uses `default`.",
     )
 
     run_embedded_worker: bool = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +11,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 from sqlalchemy import select
 
+from junction.app import create_app
+from junction.platform.auth import Scope, create_api_key
+from junction.platform.cache import MemoryCache, RedisCache
 from junction.platform.jobs.models import Job
 from junction.profiles.models import User
+from junction.settings import Settings
+from tests.conftest import running
 from tests.profiles.conftest import ADA, jobs_settled, stored_files, worker_running
 from tests.support.files import PDF, png_bytes
 
@@ -141,8 +149,6 @@ async def test_unknown_and_malformed_ids_are_404(api: httpx.AsyncClient) -> None
 
 
 async def test_keys_and_scopes_are_required(api: httpx.AsyncClient, profiles_app: FastAPI) -> None:
-    from junction.platform.auth import Scope, create_api_key
-
     async with profiles_app.state.database.transaction() as session:
         _, read_only = await create_api_key(session, "reader", [Scope.read])
     anonymous = await api.get("/api/v1/users", headers={"Authorization": ""})
@@ -313,3 +319,67 @@ async def test_deleting_an_unsynced_user_removes_it_and_frees_the_email(
     await create(api)
     async with profiles_app.state.database.reading() as session:
         assert len((await session.scalars(select(User))).all()) == 1
+
+
+async def test_creates_and_uploads_are_rate_limited_per_key(
+    profiles_settings: Settings,
+) -> None:
+    limited = profiles_settings.model_copy(
+        update={
+            "rate_limits": {
+                "default": "1000/minute",
+                "user_create": "2/minute",
+                "user_upload": "1/minute",
+            }
+        }
+    )
+    app = create_app(limited)
+    async with running(app), _client(app) as api:
+        statuses = [
+            (
+                await api.post("/api/v1/users", json={**ADA, "email": f"u{i}@example.com"})
+            ).status_code
+            for i in range(3)
+        ]
+        refused = await api.post("/api/v1/users", json={**ADA, "email": "late@example.com"})
+        user = (await api.get("/api/v1/users")).json()["data"][0]
+        path = f"/api/v1/users/{user['id']}/file"
+        uploads = [
+            (
+                await api.put(path, content=png_bytes(), headers={"Content-Type": "image/png"})
+            ).status_code
+            for _ in range(2)
+        ]
+    assert statuses == [201, 201, 429]
+    assert refused.headers["Retry-After"].isdigit()
+    assert uploads == [200, 429]
+
+
+async def test_reads_keep_working_while_redis_is_down(
+    api: httpx.AsyncClient, profiles_app: FastAPI
+) -> None:
+    dead = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+    profiles_app.state.cache = RedisCache(dead, MemoryCache(100, 60), retry_seconds=30)
+    fallbacks = REGISTRY.get_sample_value("junction_cache_redis_fallbacks_total") or 0.0
+    try:
+        user = await create(api)
+        path = f"/api/v1/users/{user['id']}"
+        assert (await api.get(path)).json()["last_name"] == "Lovelace"
+        await api.patch(path, json={"last_name": "King"})
+        assert (await api.get(path)).json()["last_name"] == "King"
+    finally:
+        await profiles_app.state.cache.close()
+    assert (REGISTRY.get_sample_value("junction_cache_redis_fallbacks_total") or 0) > fallbacks
+
+
+@asynccontextmanager
+async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.state.database.transaction() as session:
+        _, plain = await create_api_key(session, "limits", [Scope.read, Scope.write])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://junction.test",
+        headers={"Authorization": f"Bearer {plain}"},
+    ) as client:
+        yield client

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.db import utcnow
@@ -75,6 +75,29 @@ async def claim_for_sync(
         .execution_options(populate_existing=True)
     )
     return rows.all()
+
+
+async def delete_if_never_synced(session: AsyncSession, user: User) -> bool:
+    """Delete the row if no write to Airtable was ever attempted nor is in flight.
+
+    The condition is in the DELETE itself, so PostgreSQL checks it again on the latest row
+    should a sync job lease the user concurrently.
+    """
+    result = await session.execute(
+        delete(User)
+        .where(
+            User.id == user.id,
+            User.airtable_record_id.is_(None),
+            User.synced_version == 0,
+            User.sync_attempts == 0,
+            or_(User.sync_claimed_until.is_(None), User.sync_claimed_until < utcnow()),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    session.expunge(user)
+    return True
 
 
 async def count_due(session: AsyncSession) -> int:

@@ -92,9 +92,8 @@ async def delete_user(session: AsyncSession, user: User) -> None:
     if user.file_key is not None:
         await enqueue(session, DELETE_FILE_JOB, {"key": user.file_key})
     _attach(user, None)
-    if user.airtable_record_id is None and user.synced_version == 0 and user.sync_attempts == 0:
-        await session.delete(user)
-        await session.flush()
+    await session.flush()
+    if await repository.delete_if_never_synced(session, user):
         return
     user.deleted_at = utcnow()
     user.email_key = None

@@ -141,6 +141,14 @@ async def test_a_missing_or_malformed_body_is_422(api: httpx.AsyncClient, body: 
     assert "errors" in response.json()
 
 
+async def test_fields_in_another_media_type_are_415(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/api/v1/users", content=b'{"first_name": "Ada"}', headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert "application/json" in response.json()["errors"][0]
+
+
 async def test_unknown_and_malformed_ids_are_404(api: httpx.AsyncClient) -> None:
     for user_id in ("00000000-0000-4000-8000-000000000000", "1", "not-a-uuid", "x" * 64):
         response = await api.get(f"/api/v1/users/{user_id}")

@@ -23,7 +23,12 @@ from starlette.requests import ClientDisconnect
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.cache import Cache, record_lookup
 from junction.platform.db import DbSession, ReadSession
-from junction.platform.errors import PayloadTooLarge, ValidationFailed, describe_validation_error
+from junction.platform.errors import (
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    describe_validation_error,
+)
 from junction.platform.ratelimit import rate_limit
 from junction.platform.realtime import Broker
 from junction.platform.storage import Storage, StoredFile, UnsupportedUpload
@@ -352,6 +357,11 @@ async def _read_fields(
         except BaseException:
             await form.close()
             raise
+    if media_type != "application/json":
+        raise UnsupportedMediaType(
+            "Send the fields as application/json or multipart/form-data; "
+            "a file alone goes to PUT /api/v1/users/{id}/file"
+        )
     try:
         payload = await request.json()
     except (ValueError, UnicodeDecodeError):

@@ -32,7 +32,7 @@ from junction.chat.search import MAX_QUERY_LENGTH
 from junction.platform.db import DbSession, ReadSession
 from junction.platform.jobs import job_token
 from junction.platform.ratelimit import rate_limit
-from junction.platform.realtime import Broker
+from junction.platform.realtime import LiveBroker
 from junction.settings import Settings
 
 router = APIRouter(prefix="/applications", tags=["chat"])
@@ -69,15 +69,6 @@ async def _allocator(request: Request) -> NumberAllocator:
 
 
 Allocator = Annotated[NumberAllocator, Depends(_allocator)]
-
-
-async def _broker(request: Request) -> Broker | None:
-    """The live channels' broker; None in an app whose lifespan has not started it."""
-    broker: Broker | None = getattr(request.app.state, "broker", None)
-    return broker
-
-
-LiveBroker = Annotated[Broker | None, Depends(_broker)]
 
 
 async def _message_batcher(

@@ -30,7 +30,7 @@ from junction.platform.errors import (
     describe_validation_error,
 )
 from junction.platform.ratelimit import rate_limit
-from junction.platform.realtime import Broker
+from junction.platform.realtime import LiveBroker
 from junction.platform.storage import Storage, StoredFile, UnsupportedUpload
 from junction.profiles import repository, service
 from junction.profiles.schemas import UserCreate, UserPublic, UsersPage, UserUpdate
@@ -90,11 +90,6 @@ async def _cache(request: Request) -> Cache:
     return cache
 
 
-async def _broker(request: Request) -> Broker | None:
-    broker: Broker | None = getattr(request.app.state, "broker", None)
-    return broker
-
-
 async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -102,7 +97,6 @@ async def _settings(request: Request) -> Settings:
 
 FileStorage = Annotated[Storage, Depends(_storage)]
 ResponseCache = Annotated[Cache, Depends(_cache)]
-LiveBroker = Annotated[Broker | None, Depends(_broker)]
 AppSettings = Annotated[Settings, Depends(_settings)]
 
 

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from junction.platform.realtime.broker import (
     Broadcast,
@@ -44,6 +45,7 @@ __all__ = [
     "Broadcast",
     "Broker",
     "Channel",
+    "LiveBroker",
     "SubscriptionRejected",
     "SubscriptionRequest",
     "install_realtime",
@@ -51,6 +53,16 @@ __all__ = [
     "register_channel",
     "running_realtime",
 ]
+
+
+async def _current_broker(request: Request) -> Broker | None:
+    """The live channels' broker; None in an app whose lifespan has not started it."""
+    broker: Broker | None = getattr(request.app.state, "broker", None)
+    return broker
+
+
+LiveBroker = Annotated[Broker | None, Depends(_current_broker)]
+"""A route's dependency on the process's broker, for publishing after a commit."""
 
 
 def install_realtime(app: FastAPI) -> None:

@@ -44,6 +44,15 @@ BENCHMARKS: list[tuple[str, list[str], dict[str, str]]] = [
     ),
     ("realtime_fanout", [], {}),
     ("wellness_sync", [], {}),
+    (
+        "profiles_create",
+        [],
+        {
+            "JUNCTION_BENCH_DATABASE_URL": f"{POSTGRES}/junction_bench_profiles",
+            "JUNCTION_BENCH_REDIS_URL": REDIS,
+        },
+    ),
+    ("airtable_sync", [], {}),
 ]
 
 
@@ -129,7 +138,7 @@ def markdown(results: list[dict[str, Any]], when: datetime) -> str:
 def label(result: dict[str, Any]) -> str:
     """The figure's name and what tells apart runs of the same figure."""
     params = result.get("params") if isinstance(result.get("params"), dict) else {}
-    shown_keys = ("database", "concurrency", "clients")
+    shown_keys = ("database", "concurrency", "clients", "requests_per_second")
     suffix = ", ".join(f"{key}={params[key]}" for key in shown_keys if key in params)
     return f"{result['name']} ({suffix})" if suffix else str(result["name"])
 

@@ -48,7 +48,8 @@ async def create_user(
     *,
     broker: Broker | None,
 ) -> User:
-    await ensure_email_free(session, fields.email)
+    """Insert the user and its sync job; a taken email is a 409 from the unique index (the
+    route checks first, before it stores any file, so only a race reaches the index)."""
     now = utcnow()
     user = User(
         uuid=str(uuid.uuid4()),
@@ -165,8 +166,8 @@ def sync_status_message(user_uuid: str, synced_at: datetime | None) -> dict[str,
 
 async def _changed(session: AsyncSession, user: User, *, bump: bool = True) -> None:
     """Whatever changed, Airtable must hear of it: bump the version and enqueue the sync."""
-    user.updated_at = utcnow()
     if bump:
+        user.updated_at = utcnow()
         user.sync_version += 1
     user.sync_status = SyncStatus.pending.value
     await session.flush()

@@ -27,7 +27,7 @@ from junction.events.schemas import (
     SearchResponse,
 )
 from junction.platform.auth import Principal, Scope, require_scope
-from junction.platform.cache import Cache, record_lookup
+from junction.platform.cache import Cache, get_or_build
 from junction.platform.db import Database, DbSession, ReadSession, database_of
 from junction.platform.errors import ValidationFailed
 from junction.platform.jobs import enqueue
@@ -102,14 +102,13 @@ async def cached_json(
     """The cached answer for ``key_suffix`` (built and stored on a miss), with ETag."""
     cache: Cache = request.app.state.cache
     version = await _data_version(request)
-    key = await cache.key(CACHE_NAMESPACE, f"{version}:{key_suffix}")
-    entry = await cache.get(key)
-    record_lookup(CACHE_NAMESPACE, entry is not None)
-    state = "hit" if entry is not None else "miss"
-    if entry is None:
+
+    async def build_entry() -> bytes:
         body = (await build(database_of(request))).model_dump_json().encode()
-        entry = etag_of(body) + b"\n" + body
-        await cache.set(key, entry)
+        return etag_of(body) + b"\n" + body
+
+    entry, hit = await get_or_build(cache, CACHE_NAMESPACE, f"{version}:{key_suffix}", build_entry)
+    state = "hit" if hit else "miss"
     etag, _, body = entry.partition(b"\n")
     settings: Settings = request.app.state.settings
     headers = {

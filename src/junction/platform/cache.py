@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -56,6 +57,21 @@ class Cache(Protocol):
 
 def record_lookup(namespace: str, hit: bool) -> None:
     CACHE_LOOKUPS.labels(namespace, "hit" if hit else "miss").inc()
+
+
+async def get_or_build(
+    cache: Cache, namespace: str, suffix: str, build: Callable[[], Awaitable[bytes]]
+) -> tuple[bytes, bool]:
+    """The cached value of ``suffix`` in ``namespace``, built and stored on a miss; the
+    lookup is counted. Answers the value and whether it was a hit."""
+    key = await cache.key(namespace, suffix)
+    value = await cache.get(key)
+    record_lookup(namespace, value is not None)
+    if value is not None:
+        return value, True
+    value = await build()
+    await cache.set(key, value)
+    return value, False
 
 
 class MemoryCache:

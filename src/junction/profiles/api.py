@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -21,7 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import ClientDisconnect
 
 from junction.platform.auth import Principal, Scope, require_scope
-from junction.platform.cache import Cache, record_lookup
+from junction.platform.cache import Cache, get_or_build
 from junction.platform.db import DbSession, ReadSession
 from junction.platform.errors import (
     PayloadTooLarge,
@@ -33,11 +34,13 @@ from junction.platform.ratelimit import rate_limit
 from junction.platform.realtime import LiveBroker
 from junction.platform.storage import Storage, StoredFile, UnsupportedUpload
 from junction.profiles import repository, service
+from junction.profiles.models import User
 from junction.profiles.schemas import UserCreate, UserPublic, UsersPage, UserUpdate
 from junction.settings import Settings
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 100
@@ -80,24 +83,48 @@ def _form_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _storage(request: Request) -> Storage:
-    storage: Storage = request.app.state.storage
-    return storage
+@dataclass(frozen=True)
+class UserViews:
+    """How every route answers with users: from the cache, with fresh signed file links,
+    and after a write, committed and then invalidated."""
+
+    storage: Storage
+    cache: Cache
+    settings: Settings
+
+    async def cached(self, suffix: str, build: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached JSON of ``suffix`` in the users namespace, built on a miss."""
+
+        async def encoded() -> bytes:
+            return json.dumps(await build()).encode()
+
+        value, _ = await get_or_build(self.cache, service.CACHE_NAMESPACE, suffix, encoded)
+        return json.loads(value)
+
+    async def committed(self, session: AsyncSession, user: User) -> dict[str, Any]:
+        """Commit, then invalidate: a read right after this response never sees the old
+        user."""
+        document = service.user_document(user)
+        await session.commit()
+        await self.cache.invalidate(service.CACHE_NAMESPACE)
+        return await self.public(document)
+
+    async def public(self, document: dict[str, Any]) -> dict[str, Any]:
+        file = document["file"]
+        if file is None:
+            return document
+        ttl = self.settings.file_url_ttl_seconds
+        url = await self.storage.url(file["key"], ttl_seconds=ttl, filename=file["filename"])
+        public_file = {key: value for key, value in file.items() if key != "key"}
+        return {**document, "file": {**public_file, "url": url, "expires_in": ttl}}
 
 
-async def _cache(request: Request) -> Cache:
-    cache: Cache = request.app.state.cache
-    return cache
+async def _views(request: Request) -> UserViews:
+    state = request.app.state
+    return UserViews(state.storage, state.cache, state.settings)
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-FileStorage = Annotated[Storage, Depends(_storage)]
-ResponseCache = Annotated[Cache, Depends(_cache)]
-AppSettings = Annotated[Settings, Depends(_settings)]
+Views = Annotated[UserViews, Depends(_views)]
 
 
 @router.post(
@@ -113,31 +140,27 @@ async def create_user(
     request: Request,
     _key: WriteKey,
     session: DbSession,
-    storage: FileStorage,
-    cache: ResponseCache,
+    views: Views,
     broker: LiveBroker,
-    settings: AppSettings,
 ) -> dict[str, Any]:
     fields, upload = await _read_fields(request, UserCreate)
     assert fields is not None  # only updates may send a file alone
 
-    async def write(stored: StoredFile | None) -> dict[str, Any]:
-        user = await service.create_user(session, fields, stored, broker=broker)
-        return await _committed(session, cache, storage, settings, service.user_document(user))
-
     async def check() -> None:
         await service.ensure_email_free(session, fields.email)
 
-    return await _with_upload(storage, upload, write, check_first=check)
+    async def write(_: None, stored: StoredFile | None) -> dict[str, Any]:
+        user = await service.create_user(session, fields, stored, broker=broker)
+        return await views.committed(session, user)
+
+    return await _with_upload(views.storage, upload, check, write)
 
 
 @router.get("", response_model=UsersPage, summary="List users, oldest first")
 async def list_users(
     _key: ReadKey,
     session: ReadSession,
-    storage: FileStorage,
-    cache: ResponseCache,
-    settings: AppSettings,
+    views: Views,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
     email: Annotated[
@@ -145,50 +168,35 @@ async def list_users(
     ] = None,
 ) -> dict[str, Any]:
     email_key = service.email_key(email.strip()) if email else None
-    key = await cache.key(service.CACHE_NAMESPACE, f"list:{page}:{per_page}:{email_key or ''}")
-    cached = await cache.get(key)
-    record_lookup(service.CACHE_NAMESPACE, cached is not None)
-    listing: dict[str, Any]
-    if cached is not None:
-        listing = json.loads(cached)
-    else:
+
+    async def build() -> dict[str, Any]:
         users, total = await repository.list_live(
             session, email_key=email_key, offset=(page - 1) * per_page, limit=per_page
         )
-        listing = {
-            "data": [service.user_document(user) for user in users],
-            "meta": {
-                "pagination": {
-                    "current_page": page,
-                    "per_page": per_page,
-                    "total_count": total,
-                    "total_pages": math.ceil(total / per_page),
-                }
-            },
+        pagination = {
+            "current_page": page,
+            "per_page": per_page,
+            "total_count": total,
+            "total_pages": math.ceil(total / per_page),
         }
-        await cache.set(key, json.dumps(listing).encode())
-    listing["data"] = [await _public(storage, settings, doc) for doc in listing["data"]]
-    return listing
+        return {
+            "data": [service.user_document(user) for user in users],
+            "meta": {"pagination": pagination},
+        }
+
+    listing = await views.cached(f"list:{page}:{per_page}:{email_key or ''}", build)
+    listing["data"] = [await views.public(document) for document in listing["data"]]
+    return dict(listing)
 
 
 @router.get("/{user_id}", response_model=UserPublic, responses=NOT_FOUND, summary="Get one user")
 async def get_user(
-    user_id: UserId,
-    _key: ReadKey,
-    session: ReadSession,
-    storage: FileStorage,
-    cache: ResponseCache,
-    settings: AppSettings,
+    user_id: UserId, _key: ReadKey, session: ReadSession, views: Views
 ) -> dict[str, Any]:
-    key = await cache.key(service.CACHE_NAMESPACE, f"user:{user_id}")
-    cached = await cache.get(key)
-    record_lookup(service.CACHE_NAMESPACE, cached is not None)
-    if cached is not None:
-        document = json.loads(cached)
-    else:
-        document = service.user_document(await service.find_user(session, user_id))
-        await cache.set(key, json.dumps(document).encode())
-    return await _public(storage, settings, document)
+    async def build() -> dict[str, Any]:
+        return service.user_document(await service.find_user(session, user_id))
+
+    return await views.public(await views.cached(f"user:{user_id}", build))
 
 
 @router.patch(
@@ -203,24 +211,22 @@ async def update_user(
     user_id: UserId,
     _key: WriteKey,
     session: DbSession,
-    storage: FileStorage,
-    cache: ResponseCache,
-    settings: AppSettings,
+    views: Views,
 ) -> dict[str, Any]:
     changes, upload = await _read_fields(request, UserUpdate, file_only_ok=True)
 
-    async def check() -> None:
+    async def check() -> User:
         user = await service.find_user(session, user_id)
         if changes is not None:
             await service.update_user(session, user, changes)
+        return user
 
-    async def write(stored: StoredFile | None) -> dict[str, Any]:
-        user = await service.find_user(session, user_id)
+    async def write(user: User, stored: StoredFile | None) -> dict[str, Any]:
         if upload is not None:
             await service.replace_file(session, user, stored)
-        return await _committed(session, cache, storage, settings, service.user_document(user))
+        return await views.committed(session, user)
 
-    return await _with_upload(storage, upload, write, check_first=check)
+    return await _with_upload(views.storage, upload, check, write)
 
 
 @router.delete(
@@ -230,11 +236,11 @@ async def update_user(
     summary="Delete a user, its file and its Airtable record",
 )
 async def delete_user(
-    user_id: UserId, _key: WriteKey, session: DbSession, cache: ResponseCache
+    user_id: UserId, _key: WriteKey, session: DbSession, views: Views
 ) -> Response:
     await service.delete_user(session, await service.find_user(session, user_id))
     await session.commit()
-    await cache.invalidate(service.CACHE_NAMESPACE)
+    await views.cache.invalidate(service.CACHE_NAMESPACE)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -256,19 +262,17 @@ async def put_file(
     user_id: UserId,
     _key: WriteKey,
     session: DbSession,
-    storage: FileStorage,
-    cache: ResponseCache,
-    settings: AppSettings,
+    views: Views,
     filename: Annotated[str | None, Query(max_length=255)] = None,
 ) -> dict[str, Any]:
     user = await service.find_user(session, user_id)
     declared = request.headers.get("content-type", "")
-    stored = await _save(storage, _body_chunks(request), declared, filename)
+    stored = await _save(views.storage, _body_chunks(request), declared, filename)
     try:
         await service.replace_file(session, user, stored)
-        return await _committed(session, cache, storage, settings, service.user_document(user))
+        return await views.committed(session, user)
     except BaseException:
-        await storage.delete(stored.key)
+        await views.storage.delete(stored.key)
         raise
 
 
@@ -279,13 +283,11 @@ async def delete_file(
     user_id: UserId,
     _key: WriteKey,
     session: DbSession,
-    storage: FileStorage,
-    cache: ResponseCache,
-    settings: AppSettings,
+    views: Views,
 ) -> dict[str, Any]:
     user = await service.find_user(session, user_id)
     await service.replace_file(session, user, None)
-    return await _committed(session, cache, storage, settings, service.user_document(user))
+    return await views.committed(session, user)
 
 
 @router.post(
@@ -299,35 +301,10 @@ async def sync_user(
     user_id: UserId,
     _key: SyncKey,
     session: DbSession,
-    storage: FileStorage,
-    cache: ResponseCache,
-    settings: AppSettings,
+    views: Views,
 ) -> dict[str, Any]:
     user = await service.request_sync(session, await service.find_user(session, user_id))
-    return await _committed(session, cache, storage, settings, service.user_document(user))
-
-
-async def _committed(
-    session: AsyncSession,
-    cache: Cache,
-    storage: Storage,
-    settings: Settings,
-    document: dict[str, Any],
-) -> dict[str, Any]:
-    """Commit, then invalidate: a read right after this response never sees the old user."""
-    await session.commit()
-    await cache.invalidate(service.CACHE_NAMESPACE)
-    return await _public(storage, settings, document)
-
-
-async def _public(storage: Storage, settings: Settings, document: dict[str, Any]) -> dict[str, Any]:
-    file = document["file"]
-    if file is None:
-        return document
-    ttl = settings.file_url_ttl_seconds
-    url = await storage.url(file["key"], ttl_seconds=ttl, filename=file["filename"])
-    public_file = {key: value for key, value in file.items() if key != "key"}
-    return {**document, "file": {**public_file, "url": url, "expires_in": ttl}}
+    return await views.committed(session, user)
 
 
 async def _read_fields(
@@ -384,9 +361,8 @@ def _validated(model: type[M], data: Any) -> M:
 async def _with_upload(
     storage: Storage,
     upload: UploadFile | None,
-    write: Callable[[StoredFile | None], Awaitable[dict[str, Any]]],
-    *,
-    check_first: Callable[[], Awaitable[None]],
+    check: Callable[[], Awaitable[T]],
+    write: Callable[[T, StoredFile | None], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
     """Check, store the upload, then write; a failed write removes the stored file again.
 
@@ -394,15 +370,15 @@ async def _with_upload(
     unknown user, a taken email) never leaves an object behind.
     """
     try:
-        await check_first()
+        checked = await check()
         if upload is None:
-            return await write(None)
+            return await write(checked, None)
         stored = await _save(storage, _upload_chunks(upload), upload.content_type, upload.filename)
     finally:
         if upload is not None:
             await upload.close()
     try:
-        return await write(stored)
+        return await write(checked, stored)
     except BaseException:
         await storage.delete(stored.key)
         raise

@@ -18,38 +18,27 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import AsyncIterable
 from urllib.parse import quote, urlencode
 
 import anyio
 import anyio.to_thread
 
-from junction.platform.storage.files import StoredFile, checked_key, display_filename
-from junction.platform.storage.uploads import CheckedUpload, receive
+from junction.platform.storage.files import checked_key, display_filename
+from junction.platform.storage.uploads import CheckedUpload, ReceivingStorage
 from junction.settings import Settings
 
 DOWNLOAD_PREFIX = "/api/v1/files"
 
 
-class LocalStorage:
+class LocalStorage(ReceivingStorage):
+    backend = "local"
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = anyio.Path(settings.storage_path)
 
     def path_of(self, key: str) -> anyio.Path:
         return self.root / checked_key(key)
-
-    async def save(
-        self, chunks: AsyncIterable[bytes], *, declared_type: str, filename: str | None = None
-    ) -> StoredFile:
-        return await receive(
-            chunks,
-            declared_type=declared_type,
-            filename=filename,
-            settings=self.settings,
-            backend="local",
-            write=self._write,
-        )
 
     async def delete(self, key: str) -> None:
         await self.path_of(key).unlink(missing_ok=True)

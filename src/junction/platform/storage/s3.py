@@ -16,7 +16,6 @@ adds by default.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -28,12 +27,11 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from junction.platform.storage.files import (
-    StoredFile,
     checked_key,
     content_disposition,
     display_filename,
 )
-from junction.platform.storage.uploads import CheckedUpload, receive
+from junction.platform.storage.uploads import CheckedUpload, ReceivingStorage
 from junction.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,7 +47,9 @@ MAX_ATTEMPTS = 4
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-class S3Storage:
+class S3Storage(ReceivingStorage):
+    backend = "s3"
+
     def __init__(self, settings: Settings) -> None:
         if not settings.s3_bucket:
             raise ValueError("JUNCTION_S3_BUCKET must be set for the s3 storage backend")
@@ -58,18 +58,6 @@ class S3Storage:
         self._client: S3Client | None = None
         self._opening = asyncio.Lock()
         self._resources = AsyncExitStack()
-
-    async def save(
-        self, chunks: AsyncIterable[bytes], *, declared_type: str, filename: str | None = None
-    ) -> StoredFile:
-        return await receive(
-            chunks,
-            declared_type=declared_type,
-            filename=filename,
-            settings=self.settings,
-            backend="s3",
-            write=self._write,
-        )
 
     async def delete(self, key: str) -> None:
         s3 = await self._s3()

@@ -12,7 +12,9 @@ what ``CheckedUpload.read`` hands them and clean up when it raises.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import ClassVar
 
 import filetype  # type: ignore[import-untyped]
 from prometheus_client import Counter
@@ -144,32 +146,36 @@ class CheckedUpload:
         return chunk
 
 
-async def receive(
-    chunks: AsyncIterable[bytes],
-    *,
-    declared_type: str,
-    filename: str | None,
-    settings: Settings,
-    backend: str,
-    write: Callable[[str, CheckedUpload], Awaitable[None]],
-) -> StoredFile:
-    """Checks an upload, has the backend ``write`` it under a new key, and counts the outcome."""
-    try:
-        upload = await CheckedUpload.start(chunks, declared_type, settings)
-        key = new_key(upload.content_type)
-        await write(key, upload)
-    except Exception as exc:
-        UPLOADS.labels(backend, _outcome(exc)).inc()
-        raise
-    UPLOADS.labels(backend, "stored").inc()
-    STORED_BYTES.labels(backend).inc(upload.size)
-    return StoredFile(
-        key=key,
-        size=upload.size,
-        content_type=upload.content_type,
-        sha256=upload.sha256,
-        filename=display_filename(filename, key),
-    )
+class ReceivingStorage(ABC):
+    """``save`` for every backend: the checks, the new key and the metrics. A backend only
+    writes the checked bytes under the key (``_write``)."""
+
+    backend: ClassVar[str]
+    settings: Settings
+
+    async def save(
+        self, chunks: AsyncIterable[bytes], *, declared_type: str, filename: str | None = None
+    ) -> StoredFile:
+        try:
+            upload = await CheckedUpload.start(chunks, declared_type, self.settings)
+            key = new_key(upload.content_type)
+            await self._write(key, upload)
+        except Exception as exc:
+            UPLOADS.labels(self.backend, _outcome(exc)).inc()
+            raise
+        UPLOADS.labels(self.backend, "stored").inc()
+        STORED_BYTES.labels(self.backend).inc(upload.size)
+        return StoredFile(
+            key=key,
+            size=upload.size,
+            content_type=upload.content_type,
+            sha256=upload.sha256,
+            filename=display_filename(filename, key),
+        )
+
+    @abstractmethod
+    async def _write(self, key: str, upload: CheckedUpload) -> None:
+        """Store the upload's bytes under ``key``; leave nothing behind if it fails."""
 
 
 def _outcome(exc: Exception) -> str:

@@ -4,7 +4,6 @@ where a test needs the exact status and body)."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pyairtable import Api, Table
 from pyairtable.formulas import match
 from requests import HTTPError, ReadTimeout
-from starlette.applications import Starlette
 
 from junction.emulators.airtable import (
     DEFAULT_BASE_ID,
@@ -27,7 +24,7 @@ from junction.emulators.airtable import (
     create_airtable_emulator,
     emulator_state,
 )
-from tests.support.live import free_port
+from tests.support.live import serving_in_thread
 
 TOKEN = "patTestToken.0123456789"
 BASE = "appTestBase000001"
@@ -45,26 +42,6 @@ RATE_LIMITED = {
         "message": "Rate limit exceeded. Please try again later",
     }
 }
-
-
-@contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, in a thread; yields its URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the Airtable emulator did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextmanager
@@ -86,7 +63,7 @@ class Served:
 def served() -> Iterator[Served]:
     """One emulator for the module, with a rate limit no test here reaches by accident."""
     app = create_airtable_emulator(tokens=[TOKEN], bases=BASES, requests_per_second=10_000)
-    with serving(app) as url:
+    with serving_in_thread(app, "Airtable emulator") as url:
         yield Served(url, emulator_state(app))
 
 
@@ -398,7 +375,7 @@ def test_the_rate_limit_starts_a_penalty_that_holds_then_clears() -> None:
     app = create_airtable_emulator(
         tokens=[TOKEN], bases=BASES, requests_per_second=5, penalty_seconds=1.5
     )
-    with serving(app) as url, connected(url, retry=False) as api:
+    with serving_in_thread(app, "Airtable emulator") as url, connected(url, retry=False) as api:
         users, other_base = api.table(BASE, "Users"), api.table(OTHER_BASE, "Users")
         for _ in range(5):
             users.all()
@@ -512,7 +489,7 @@ def test_the_control_api_reads_records_and_stats_then_resets(
 
 
 def test_the_default_emulator_serves_the_demo_base() -> None:
-    with serving(create_airtable_emulator()) as url:
+    with serving_in_thread(create_airtable_emulator(), "Airtable emulator") as url:
         api = Api(DEFAULT_TOKEN, endpoint_url=url, timeout=(2, 5))
         try:
             created = api.table(DEFAULT_BASE_ID, "Users").create(person(1))

@@ -3,13 +3,10 @@ provider settings, and helpers to run a sync against a chosen response."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from junction.emulators.provider import create_app as create_provider_emulator
 from junction.events import service
@@ -17,28 +14,14 @@ from junction.events.models import SyncRun
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.settings import Settings
-from tests.support.live import free_port
+from tests.support.live import serving_in_thread
 
 
 @pytest.fixture(scope="session")
 def provider_emulator() -> Iterator[str]:
     """The provider emulator served by uvicorn on a free loopback port, for the session."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_provider_emulator(), host="127.0.0.1", port=port, log_config=None, lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the provider emulator did not start")
-        time.sleep(0.02)
-    yield base_url
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(create_provider_emulator(), "provider emulator") as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from junction.app import create_app
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.platform.jobs.models import Job
-from junction.platform.jobs.worker import Worker, parse_queues
 from junction.settings import Settings
 from tests.conftest import running
 
@@ -47,17 +46,24 @@ async def profiles_app(profiles_settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
-@pytest.fixture
-async def api(profiles_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client holding a read + write key."""
-    async with profiles_app.state.database.transaction() as session:
-        _, plain = await create_api_key(session, "profiles tests", [Scope.read, Scope.write])
-    transport = httpx.ASGITransport(app=profiles_app, raise_app_exceptions=False)
+@contextlib.asynccontextmanager
+async def keyed_client(app: FastAPI, *scopes: Scope) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` (in process) holding a new key with ``scopes``."""
+    async with app.state.database.transaction() as session:
+        _, plain = await create_api_key(session, "profiles tests", scopes)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(
         transport=transport,
         base_url="http://junction.test",
         headers={"Authorization": f"Bearer {plain}"},
     ) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(profiles_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client holding a read + write key."""
+    async with keyed_client(profiles_app, Scope.read, Scope.write) as client:
         yield client
 
 
@@ -74,26 +80,7 @@ ADA: dict[str, Any] = {
 }
 
 
-@contextlib.asynccontextmanager
-async def worker_running(
-    database: Database, settings: Settings, app: FastAPI | None = None
-) -> AsyncIterator[None]:
-    """A job worker on the app's broker and cache, polling fast."""
-    fast = settings.model_copy(update={"job_poll_seconds": 0.05})
-    worker = Worker(
-        database,
-        fast,
-        queues=parse_queues(["sync:4", "default:2"], 1),
-        broker=app.state.broker if app else None,
-        cache=app.state.cache if app else None,
-        redis=app.state.redis if app else None,
-    )
-    task = asyncio.create_task(worker.run())
-    try:
-        yield
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
+PROFILE_QUEUES = ("sync:4", "default:2")
 
 
 async def jobs_settled(database: Database, timeout: float = 30) -> list[Job]:

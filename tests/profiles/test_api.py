@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,9 @@ from junction.platform.jobs.models import Job
 from junction.profiles.models import User
 from junction.settings import Settings
 from tests.conftest import running
-from tests.profiles.conftest import ADA, jobs_settled, stored_files, worker_running
+from tests.profiles.conftest import ADA, PROFILE_QUEUES, jobs_settled, keyed_client, stored_files
 from tests.support.files import PDF, png_bytes
+from tests.support.workers import worker_running
 
 pytestmark = pytest.mark.usefixtures("profiles_app")
 
@@ -297,12 +296,16 @@ async def test_replacing_and_removing_the_file_deletes_the_old_object(
     assert replaced.json()["file"]["content_type"] == "application/pdf"
 
     database = profiles_app.state.database
-    async with worker_running(database, profiles_app.state.settings, profiles_app):
+    async with worker_running(
+        database, profiles_app.state.settings, PROFILE_QUEUES, app=profiles_app
+    ):
         await jobs_settled(database)
     assert [p.suffix for p in stored_files(files_dir)] == [".pdf"]
 
     assert (await api.delete(path)).json()["file"] is None
-    async with worker_running(database, profiles_app.state.settings, profiles_app):
+    async with worker_running(
+        database, profiles_app.state.settings, PROFILE_QUEUES, app=profiles_app
+    ):
         await jobs_settled(database)
     assert stored_files(files_dir) == []
 
@@ -342,7 +345,7 @@ async def test_creates_and_uploads_are_rate_limited_per_key(
         }
     )
     app = create_app(limited)
-    async with running(app), _client(app) as api:
+    async with running(app), keyed_client(app, Scope.read, Scope.write) as api:
         statuses = [
             (
                 await api.post("/api/v1/users", json={**ADA, "email": f"u{i}@example.com"})
@@ -378,16 +381,3 @@ async def test_reads_keep_working_while_redis_is_down(
     finally:
         await profiles_app.state.cache.close()
     assert (REGISTRY.get_sample_value("junction_cache_redis_fallbacks_total") or 0) > fallbacks
-
-
-@asynccontextmanager
-async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.state.database.transaction() as session:
-        _, plain = await create_api_key(session, "limits", [Scope.read, Scope.write])
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://junction.test",
-        headers={"Authorization": f"Bearer {plain}"},
-    ) as client:
-        yield client

@@ -9,13 +9,14 @@ import httpx
 from aiobotocore.session import get_session
 
 from junction.app import create_app
-from junction.platform.auth import Scope, create_api_key
+from junction.platform.auth import Scope
 from junction.settings import Settings
 from tests.conftest import running
 from tests.platform.storage.conftest import configured
 from tests.platform.storage.test_s3 import moto_endpoint
-from tests.profiles.conftest import ADA, jobs_settled, worker_running
+from tests.profiles.conftest import ADA, PROFILE_QUEUES, jobs_settled, keyed_client
 from tests.support.files import PDF, png_bytes
+from tests.support.workers import worker_running
 
 __all__ = ["moto_endpoint"]
 
@@ -44,14 +45,7 @@ async def test_a_users_file_lives_in_the_bucket_and_is_replaced_there(
         async with running(app):
             while not app.state.startup.migrated:
                 await asyncio.sleep(0.01)
-            async with app.state.database.transaction() as session:
-                _, key = await create_api_key(session, "s3", [Scope.read, Scope.write])
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(
-                transport=transport,
-                base_url="http://junction.test",
-                headers={"Authorization": f"Bearer {key}"},
-            ) as api:
+            async with keyed_client(app, Scope.read, Scope.write) as api:
                 image = png_bytes(4000)
                 created = await api.post(
                     "/api/v1/users", data=ADA, files={"file": ("me.png", image, "image/png")}
@@ -69,7 +63,7 @@ async def test_a_users_file_lives_in_the_bucket_and_is_replaced_there(
                     headers={"Content-Type": "application/pdf"},
                 )
                 assert replaced.status_code == 200, replaced.text
-                async with worker_running(app.state.database, settings, app):
+                async with worker_running(app.state.database, settings, PROFILE_QUEUES, app=app):
                     await jobs_settled(app.state.database)
         listed = await s3.list_objects_v2(Bucket=bucket)
         keys = [item["Key"] for item in listed.get("Contents", [])]

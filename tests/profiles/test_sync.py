@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import select
-from starlette.applications import Starlette
 
 from junction.app import create_app
 from junction.emulators.airtable import (
@@ -38,7 +35,7 @@ from junction.settings import Settings
 from tests.platform.realtime.test_stock_client import node_client
 from tests.profiles.conftest import ADA
 from tests.support.files import png_bytes
-from tests.support.live import free_port
+from tests.support.live import free_port, serving_in_thread
 from tests.support.realtime import RunningServer, serving
 
 pytestmark = pytest.mark.slow
@@ -58,24 +55,10 @@ class Setup:
             return list((await session.scalars(select(User).order_by(User.id))).all())
 
 
-@asynccontextmanager
-async def serving_emulator(app: Starlette) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture
 async def setup(settings: Settings, tmp_path: Path) -> AsyncIterator[Setup]:
     emulator = create_airtable_emulator(penalty_seconds=1.0, faults=Faults(seed=20261123))
-    async with serving_emulator(emulator) as airtable_url:
+    with serving_in_thread(emulator, "Airtable emulator") as airtable_url:
         port = free_port()
         app = create_app(
             settings.model_copy(

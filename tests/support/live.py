@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import IO
 
 import httpx
+import uvicorn
+from starlette.types import ASGIApp
 
 from junction.settings import Settings
 
@@ -35,6 +38,28 @@ class LiveServer:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout)
+
+
+@contextmanager
+def serving_in_thread(app: ASGIApp, name: str) -> Iterator[str]:
+    """``app`` (an emulator) served by uvicorn in a thread on a free loopback port; yields
+    its URL. A thread rather than the test's event loop, so that blocking clients
+    (pyairtable, the sync CLI) can call it too."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the {name} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def free_port() -> int:

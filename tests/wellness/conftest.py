@@ -3,13 +3,10 @@ session, reset before each test), settings pointing at it with small backoffs, h
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -19,7 +16,7 @@ from junction.platform.db import Database
 from junction.settings import Settings
 from junction.wellness.models import Appointment, Client, SyncKind, SyncRun, SyncState
 from junction.wellness.service import RunReport, SyncEngine, SyncRequest
-from tests.support.live import free_port
+from tests.support.live import serving_in_thread
 
 API_KEY = "test-wellness-key"
 SMALL = EmulatorConfig(clients=40, appointments=100, api_key=API_KEY)
@@ -35,25 +32,8 @@ class ServedEmulator:
 def served_emulator() -> Iterator[ServedEmulator]:
     """The wellness emulator served by uvicorn on a free loopback port, for the session."""
     state = WellnessEmulator(SMALL)
-    port = free_port()
-    config = uvicorn.Config(
-        create_wellness_emulator(state),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the wellness emulator did not start")
-        time.sleep(0.02)
-    yield ServedEmulator(f"http://127.0.0.1:{port}", state)
-    server.should_exit = True
-    thread.join(10)
+    with serving_in_thread(create_wellness_emulator(state), "wellness emulator") as url:
+        yield ServedEmulator(url, state)
 
 
 @pytest.fixture

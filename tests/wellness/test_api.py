@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,11 +12,10 @@ from junction.emulators.wellness import Mode, WellnessEmulator
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.platform.jobs.models import Job
-from junction.platform.jobs.worker import Worker, parse_queues
-from junction.platform.realtime.broker import Broker
 from junction.settings import Settings
 from junction.wellness.metrics import WELLNESS_SYNC_STATS
 from junction.wellness.models import SyncKind
+from tests.support.workers import worker_running
 from tests.wellness.conftest import runs, sync
 
 
@@ -31,20 +28,6 @@ async def api_key(database: Database, *scopes: Scope) -> dict[str, str]:
 @pytest.fixture
 async def sync_key(database: Database) -> dict[str, str]:
     return await api_key(database, Scope.sync, Scope.read)
-
-
-@contextlib.asynccontextmanager
-async def worker_running(
-    database: Database, settings: Settings, broker: Broker | None = None
-) -> AsyncIterator[None]:
-    fast = settings.model_copy(update={"job_poll_seconds": 0.05})
-    worker = Worker(database, fast, queues=parse_queues(["sync"], 2), broker=broker)
-    task = asyncio.create_task(worker.run())
-    try:
-        yield
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def finished_jobs(database: Database, ids: set[int], timeout: float = 30) -> list[Job]:

@@ -15,7 +15,8 @@ from junction.settings import Settings
 from junction.wellness.models import SyncKind
 from junction.wellness.service import trigger_sync
 from tests.conftest import TEST_REDIS_URL
-from tests.wellness.test_api import finished_jobs, worker_running
+from tests.support.workers import worker_running
+from tests.wellness.test_api import finished_jobs
 
 
 async def test_a_run_publishes_its_progress_and_result(
@@ -26,7 +27,7 @@ async def test_a_run_publishes_its_progress_and_result(
     try:
         async with database.transaction() as session:
             job = await trigger_sync(session, SyncKind.clients, trigger="manual")
-        async with worker_running(database, settings, broker):
+        async with worker_running(database, settings, broker=broker):
             await finished_jobs(database, {job.id})
         messages = [json.loads(b.payload) for b in await broker.replay(SYNC_STATUS_STREAM, 0)]
     finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -221,19 +221,15 @@ class UserSync:
                 user.airtable_record_id = record_ids.get(claimed.uuid, user.airtable_record_id)
                 self._mark_synced(session, user, claimed.version, now)
                 report.written += 1
+            # A tombstone never changes again (no route finds it), so its row can go.
             for claimed in removals:
                 user = users.get(claimed.id)
-                if user is None:
-                    continue
-                if user.sync_version == claimed.version:
+                if user is not None:
                     await session.delete(user)
-                else:
-                    user.airtable_record_id = None
-                    self._mark_synced(session, user, claimed.version, now)
-                report.deleted += 1
+                    report.deleted += 1
         await self._invalidate()
 
-    def _mark_synced(self, session: AsyncSession, user: User, version: int, now: Any) -> None:
+    def _mark_synced(self, session: AsyncSession, user: User, version: int, now: datetime) -> None:
         user.synced_version = max(user.synced_version, version)
         user.synced_at = now
         user.sync_attempts = 0

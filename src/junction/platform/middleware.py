@@ -78,11 +78,10 @@ class RequestContextMiddleware:
             refused = True
 
         try:
-            rejection = self._reject_body(scope, headers)
+            limit, rejection = self._check_body(scope, headers)
             if rejection is not None:
                 await _send_error(send_with_request_id, *rejection)
             else:
-                limit = self._body_limit(scope, headers)
                 receive = _limited(receive, limit, refuse_oversized_body)
                 await self.app(scope, receive, send_with_request_id)
         except Exception:
@@ -107,23 +106,23 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.clear_contextvars()
 
-    def _reject_body(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
+    def _check_body(self, scope: Scope, headers: Headers) -> tuple[int, tuple[int, str] | None]:
+        """The body's byte limit, and the refusal (status, message) if it breaks a rule now."""
         if scope["method"] not in _BODY_METHODS:
-            return None
-        length = headers.get("content-length")
-        has_body = "transfer-encoding" in headers or (length not in (None, "0"))
-        if not has_body:
-            return None
-        limit = self._body_limit(scope, headers)
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return 413, f"Request body is larger than the limit of {limit} bytes"
+            return self.max_body_bytes, None
         media_type = _media_type(headers)
-        if not _accepted_media_type(media_type) and not self._is_upload(scope, media_type):
+        upload = self._is_upload(scope, media_type)
+        limit = self.max_upload_body_bytes if upload else self.max_body_bytes
+        length = headers.get("content-length")
+        if "transfer-encoding" not in headers and length in (None, "0"):
+            return limit, None
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return limit, (413, f"Request body is larger than the limit of {limit} bytes")
+        if not upload and not _accepted_media_type(media_type):
             shown = media_type or "none"
-            return 415, (
-                f"Content-Type {shown} is not supported; send {' or '.join(ACCEPTED_MEDIA_TYPES)}"
-            )
-        return None
+            accepted = " or ".join(ACCEPTED_MEDIA_TYPES)
+            return limit, (415, f"Content-Type {shown} is not supported; send {accepted}")
+        return limit, None
 
     def _is_upload(self, scope: Scope, media_type: str) -> bool:
         """A file sent to an upload route: any type passes here, the route checks it."""
@@ -132,11 +131,6 @@ class RequestContextMiddleware:
             and media_type != "application/json"
             and self.upload_paths.match(scope["path"]) is not None
         )
-
-    def _body_limit(self, scope: Scope, headers: Headers) -> int:
-        if self._is_upload(scope, _media_type(headers)):
-            return self.max_upload_body_bytes
-        return self.max_body_bytes
 
 
 def _media_type(headers: Headers) -> str:

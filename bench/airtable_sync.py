@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import subprocess
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.live import environment_for, free_port
 
 import junction.profiles.jobs  # noqa: F401  (registers the sync job that creates enqueue)
+from bench.report import emit
 from junction.emulators.airtable import DEFAULT_BASE_ID, DEFAULT_TABLE, DEFAULT_TOKEN
 from junction.platform.db import Database
 from junction.platform.jobs.models import Job
@@ -53,21 +53,6 @@ EMULATOR_REQUESTS_PER_SECOND = 5
 RECORDS_PER_REQUEST = 10
 CEILING = float(RECORDS_PER_REQUEST * EMULATOR_REQUESTS_PER_SECOND)
 DEFAULT_RATE = float(Settings.model_fields["airtable_requests_per_second"].default)
-
-
-def emit(
-    name: str, value: float, unit: str, baseline: float | None, params: dict[str, Any]
-) -> None:
-    ratio = round(value / baseline, 3) if baseline else None
-    line = {
-        "name": name,
-        "value": round(value, 2),
-        "unit": unit,
-        "baseline": None if baseline is None else round(baseline, 2),
-        "ratio": ratio,
-        "params": params,
-    }
-    print(json.dumps(line), flush=True)
 
 
 @dataclass

@@ -35,31 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.live import start_live_server
 
+from bench.report import emit
 from junction.platform.db import Database, utcnow
 from junction.settings import Settings
 
 RATE_LIMITS = '{"default": "10000000/minute", "write": "10000000/minute"}'
 APPLICATIONS = 10
 CHATS_PER_APPLICATION = 10
-
-
-def emit(
-    name: str, value: float, unit: str, baseline: float | None, params: dict[str, Any]
-) -> None:
-    ratio = round(value / baseline, 3) if baseline else None
-    print(
-        json.dumps(
-            {
-                "name": name,
-                "value": round(value, 2),
-                "unit": unit,
-                "baseline": None if baseline is None else round(baseline, 2),
-                "ratio": ratio,
-                "params": params,
-            }
-        ),
-        flush=True,
-    )
 
 
 async def load(base_url: str, paths: list[str], seconds: float, concurrency: int) -> dict[str, Any]:

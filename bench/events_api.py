@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastapi import FastAPI, Request, Response
 from tests.support.live import free_port
 
+from bench.report import emit
 from junction.app import create_app
 from junction.emulators.provider import fixture
 from junction.events import service
@@ -81,22 +81,6 @@ def wrk(url: str, seconds: int) -> tuple[float, float]:
     value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     return rps, p99_ms
-
-
-def line(name: str, value: float, unit: str, baseline: float, params: dict[str, object]) -> None:
-    ratio = round(value / baseline, 3) if baseline else None
-    print(
-        json.dumps(
-            {
-                "name": name,
-                "value": round(value, 2),
-                "unit": unit,
-                "baseline": round(baseline, 2),
-                "ratio": ratio,
-                "params": params,
-            }
-        )
-    )
 
 
 def main() -> None:
@@ -164,8 +148,8 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "server": "uvicorn, 1 process, SQLite, in-process cache",
     }
-    line("events_api_warm_cache_rps", rps, "requests/s", ceiling_rps, params)
-    line("events_api_warm_cache_p99", p99, "ms", ceiling_p99, params)
+    emit("events_api_warm_cache_rps", rps, "requests/s", ceiling_rps, params)
+    emit("events_api_warm_cache_p99", p99, "ms", ceiling_p99, params)
 
 
 if __name__ == "__main__":

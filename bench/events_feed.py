@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import emit
 from junction.emulators.provider import synthetic_feed
 from junction.events import service
 from junction.platform.db import Database
@@ -93,22 +94,6 @@ def bare_insert_seconds(rows: int, workdir: Path) -> float:
     return time.perf_counter() - started
 
 
-def line(name: str, value: float, unit: str, baseline: float, params: dict[str, object]) -> None:
-    ratio = round(value / baseline, 3) if baseline else None
-    print(
-        json.dumps(
-            {
-                "name": name,
-                "value": round(value, 3),
-                "unit": unit,
-                "baseline": round(baseline, 3),
-                "ratio": ratio,
-                "params": params,
-            }
-        )
-    )
-
-
 def main() -> None:
     results = {}
     for zones in SIZES:
@@ -131,9 +116,18 @@ def main() -> None:
             "database": "SQLite (WAL)",
         }
         label = f"{zones // 1000}k"
-        line(f"events_feed_persist_{label}", result["seconds"], "s", result["bare"], params)
-        line(f"events_feed_peak_memory_{label}", result["peak_growth_mb"], "MB", smallest, params)
-        line(f"events_feed_resync_rows_{label}", result["resync_rows"], "rows", 0, params)
+        emit(
+            f"events_feed_persist_{label}", result["seconds"], "s", result["bare"], params, digits=3
+        )
+        emit(
+            f"events_feed_peak_memory_{label}",
+            result["peak_growth_mb"],
+            "MB",
+            smallest,
+            params,
+            digits=3,
+        )
+        emit(f"events_feed_resync_rows_{label}", result["resync_rows"], "rows", 0, params, digits=3)
 
 
 if __name__ == "__main__":

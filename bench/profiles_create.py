@@ -47,10 +47,10 @@ from bench.airtable_sync import (
     DEFAULT_RATE,
     RECORDS_PER_REQUEST,
     airtable_env,
-    emit,
     start_airtable_emulator,
     tightest_window_ms,
 )
+from bench.report import emit
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database, utcnow
 from junction.platform.migrations import upgrade_to_head

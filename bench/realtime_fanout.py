@@ -34,6 +34,10 @@ from typing import Any, cast
 from websockets.frames import Frame
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.report import emit  # noqa: E402
+
 PROTOCOL = "actioncable-v1-json"
 IDENTIFIER = '{"channel":"UserUpdatesChannel"}'
 SUBSCRIBE = json.dumps({"command": "subscribe", "identifier": IDENTIFIER})
@@ -328,23 +332,6 @@ def measure(
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "max_ms": latencies[-1] * 1000,
     }
-
-
-def emit(name: str, value: float, unit: str, baseline: float, params: dict[str, Any]) -> None:
-    ratio = round(value / baseline, 2) if baseline else None
-    print(
-        json.dumps(
-            {
-                "name": name,
-                "value": round(value, 2),
-                "unit": unit,
-                "baseline": round(baseline, 2),
-                "ratio": ratio,
-                "params": params,
-            }
-        ),
-        flush=True,
-    )
 
 
 def run(options: argparse.Namespace) -> None:

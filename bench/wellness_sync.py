@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import subprocess
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.live import free_port
 
+from bench.report import emit
 from junction.platform.db import Database
 from junction.platform.logging import configure_logging
 from junction.platform.migrations import upgrade_to_head
@@ -40,19 +40,6 @@ from junction.wellness.service import SyncEngine, SyncRequest
 
 API_KEY = "bench-key"
 PAGE_SIZE = 1000
-
-
-def emit(name: str, value: float, unit: str, baseline: float, params: dict[str, object]) -> None:
-    ratio = round(value / baseline, 4) if baseline else None
-    line = {
-        "name": name,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": round(baseline, 3),
-        "ratio": ratio,
-        "params": params,
-    }
-    print(json.dumps(line), flush=True)
 
 
 def peak_rss_mb() -> float:
@@ -138,9 +125,11 @@ async def main(clients: int, appointments: int, changed_share: float) -> None:
             baseline, total = await fetch_only(settings)
             full, fetched, statuses = await sync_both(database, settings)
             assert fetched == total, statuses
-            emit("wellness_full_sync", total / full, "records/s", total / baseline, params)
-            emit("wellness_full_sync_seconds", full, "s", baseline, params)
-            emit("wellness_full_sync_peak_rss", peak_rss_mb(), "MB", 0, params)
+            emit(
+                "wellness_full_sync", total / full, "records/s", total / baseline, params, digits=3
+            )
+            emit("wellness_full_sync_seconds", full, "s", baseline, params, digits=3)
+            emit("wellness_full_sync_peak_rss", peak_rss_mb(), "MB", 0, params, digits=3)
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as admin:
                 for kind, size in (("clients", clients), ("appointments", appointments)):
                     changes = {"kind": kind, "update": max(int(size * changed_share), 1)}
@@ -148,15 +137,30 @@ async def main(clients: int, appointments: int, changed_share: float) -> None:
             incremental, changed, statuses = await sync_both(database, settings)
             assert all(":incremental:succeeded:" in s for s in statuses), statuses
             changed_params = {**params, "changed": changed, "changed_share": changed_share}
-            emit("wellness_incremental_sync_seconds", incremental, "s", full, changed_params)
+            emit(
+                "wellness_incremental_sync_seconds",
+                incremental,
+                "s",
+                full,
+                changed_params,
+                digits=3,
+            )
             emit(
                 "wellness_incremental_sync",
                 changed / incremental,
                 "records/s",
                 total / full,
                 changed_params,
+                digits=3,
             )
-            emit("wellness_incremental_sync_peak_rss", peak_rss_mb(), "MB", 0, changed_params)
+            emit(
+                "wellness_incremental_sync_peak_rss",
+                peak_rss_mb(),
+                "MB",
+                0,
+                changed_params,
+                digits=3,
+            )
         finally:
             await database.dispose()
             process.terminate()

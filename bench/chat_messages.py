@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.live import start_live_server
 
+from bench.databases import on_each_database
 from bench.report import emit
 from junction.platform.db import Database, utcnow
 from junction.settings import Settings
@@ -280,17 +281,7 @@ def main() -> None:
         result = asyncio.run(load(spec["base_url"], spec["paths"], spec["seconds"], spec["c"]))
         print(json.dumps(result))
         return
-    with tempfile.TemporaryDirectory() as directory:
-        sqlite = Settings(
-            database_url=f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", redis_url=None
-        )
-        bench_database("sqlite", sqlite, args)
-    postgres_url = os.environ.get("JUNCTION_BENCH_DATABASE_URL")
-    if postgres_url:
-        postgres = Settings(
-            database_url=postgres_url, redis_url=os.environ.get("JUNCTION_BENCH_REDIS_URL") or None
-        )
-        bench_database("postgresql", postgres, args)
+    on_each_database(lambda name, settings: bench_database(name, settings, args))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from bench.airtable_sync import (
     start_airtable_emulator,
     tightest_window_ms,
 )
+from bench.databases import on_each_database
 from bench.report import emit
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database, utcnow
@@ -271,17 +271,7 @@ def main() -> None:
         sys.stdin.readline()
         print(json.dumps(asyncio.run(load(json.loads(args.load)))))
         return
-    with tempfile.TemporaryDirectory() as directory:
-        sqlite = Settings(
-            database_url=f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}", redis_url=None
-        )
-        bench_database("sqlite", sqlite, args)
-    postgres_url = os.environ.get("JUNCTION_BENCH_DATABASE_URL")
-    if postgres_url:
-        postgres = Settings(
-            database_url=postgres_url, redis_url=os.environ.get("JUNCTION_BENCH_REDIS_URL") or None
-        )
-        bench_database("postgresql", postgres, args)
+    on_each_database(lambda name, settings: bench_database(name, settings, args))
 
 
 if __name__ == "__main__":

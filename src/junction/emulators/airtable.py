@@ -850,14 +850,18 @@ def _create(state: AirtableState, table: Table, body: dict[str, Any]) -> dict[st
             raise _invalid_records('Each record must be an object with a "fields" object.')
         writings = [_checked_values(state, table, r["fields"], None) for r in records]
         return {"records": [r.as_json() for r in _apply(state, table, writings, replace=False)]}
+    writing = _checked_values(state, table, _fields_of(body), None)
+    return _apply(state, table, [writing], replace=False)[0].as_json()
+
+
+def _fields_of(body: dict[str, Any]) -> Any:
     if "fields" not in body:
         raise _error(
             422,
             "INVALID_REQUEST_MISSING_FIELDS",
             'Could not find field "fields" in the request body',
         )
-    writing = _checked_values(state, table, body["fields"], None)
-    return _apply(state, table, [writing], replace=False)[0].as_json()
+    return body["fields"]
 
 
 def _update_one(
@@ -865,13 +869,7 @@ def _update_one(
 ) -> dict[str, Any]:
     _only_keys(body, {"fields", "typecast", "returnFieldsByFieldId"})
     record = table.record(record_id)
-    if "fields" not in body:
-        raise _error(
-            422,
-            "INVALID_REQUEST_MISSING_FIELDS",
-            'Could not find field "fields" in the request body',
-        )
-    writing = _checked_values(state, table, body["fields"], record)
+    writing = _checked_values(state, table, _fields_of(body), record)
     return _apply(state, table, [writing], replace=replace)[0].as_json()
 
 

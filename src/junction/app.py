@@ -28,12 +28,14 @@ from junction.platform.docs import install_docs
 from junction.platform.errors import install_error_handlers
 from junction.platform.health import StartupState
 from junction.platform.health import router as health_router
+from junction.platform.http_cache import CachedReadsMiddleware
 from junction.platform.jobs import api as jobs_api
 from junction.platform.jobs.metrics import JOB_STATS
 from junction.platform.jobs.models import Job, Schedule
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.jobs.runtime import JobRuntime
 from junction.platform.logging import configure_logging
+from junction.platform.memory import freeze_startup_objects
 from junction.platform.metrics import refresh_forever
 from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    # Inside the request context (added later runs first), so hits are logged and counted.
+    app.add_middleware(CachedReadsMiddleware, reads=events_api.CACHED_READS)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_body_bytes,
@@ -150,6 +154,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                     for name, stats in (("jobs", JOB_STATS), ("wellness", WELLNESS_SYNC_STATS))
                 ),
             ]
+            freeze_startup_objects()
             try:
                 yield
             finally:

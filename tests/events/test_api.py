@@ -313,3 +313,35 @@ async def test_sync_runs_are_readable_with_the_read_scope(
     assert succeeded["skipped"] == 1
     assert "2021-09-31" in succeeded["errors"][0]
     assert succeeded["finished_at"].endswith("Z")
+
+
+async def test_the_data_version_is_rechecked_in_the_background(
+    database: Database, settings: Settings, provider_emulator: str
+) -> None:
+    watcher = service.DataVersionWatcher(database, interval=0.05)
+    first = await watcher.current()
+    await sync_response(database, settings, provider_emulator, 1)
+    await asyncio.sleep(0.06)
+
+    assert await watcher.current() == first  # answered at once; the check now runs
+    async with asyncio.timeout(5):
+        while await watcher.current() == first:
+            await asyncio.sleep(0.01)
+    assert await watcher.current() > first
+
+
+async def test_equivalent_parameters_share_the_cached_answer(
+    client: httpx.AsyncClient, database: Database, settings: Settings, provider_emulator: str
+) -> None:
+    await sync_response(database, settings, provider_emulator, 1)
+    built = await events(client, page="1", per_page="20")
+    same = await events(client, page="01", extra="ignored")
+    shifted = await client.get(
+        "/api/v1/events",
+        params={"starts_at": "2021-01-01T01:00:00+01:00", "ends_at": "2021-12-31T23:59:59"},
+    )
+    assert built.headers["x-cache"] == "miss"
+    assert (same.headers["x-cache"], shifted.headers["x-cache"]) == ("hit", "hit")
+    assert same.content == shifted.content == built.content
+    refused = await events(client, per_page="0")
+    assert refused.status_code == 422

@@ -2,12 +2,12 @@
 
 Reads never wait on the provider: they are answered from the cache, or the database on a
 miss. A cached answer is stored with its ETag, so a hit costs one cache lookup and no
-serialisation, and ``If-None-Match`` gets a 304.
+serialisation, and ``If-None-Match`` gets a 304. ``CACHED_READS`` lets the platform answer
+a hit before routing (see ``platform.http_cache``), with the same keys as the routes.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 
 from junction.events import repository, service
 from junction.events.schemas import (
@@ -30,6 +32,7 @@ from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.cache import Cache, get_or_build
 from junction.platform.db import Database, DbSession, ReadSession, database_of
 from junction.platform.errors import ValidationFailed
+from junction.platform.http_cache import CachedRead, cached_answer, entry_of
 from junction.platform.jobs import enqueue
 from junction.platform.ratelimit import rate_limit
 from junction.settings import Settings
@@ -37,6 +40,7 @@ from junction.settings import Settings
 router = APIRouter(tags=["events"])
 CACHE_NAMESPACE = "events"
 
+DEFAULT_PER_PAGE = 20
 ERRORS_EXAMPLE = {"errors": ["End date is missing or invalid"]}
 
 
@@ -85,53 +89,75 @@ def _range_problems(
     return problems
 
 
-def etag_of(body: bytes) -> bytes:
-    return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in candidates or etag in candidates
-
-
 async def cached_json(
-    request: Request, key_suffix: str, build: Callable[[Database], Awaitable[BaseModel]]
+    request: Request, suffix: str, build: Callable[[Database], Awaitable[BaseModel]]
 ) -> Response:
-    """The cached answer for ``key_suffix`` (built and stored on a miss), with ETag."""
-    cache: Cache = request.app.state.cache
-    version = await _data_version(request)
+    """The cached answer for ``suffix`` (built and stored on a miss), with ETag."""
 
     async def build_entry() -> bytes:
-        body = (await build(database_of(request))).model_dump_json().encode()
-        return etag_of(body) + b"\n" + body
+        return entry_of((await build(database_of(request))).model_dump_json().encode())
 
-    entry, hit = await get_or_build(cache, CACHE_NAMESPACE, f"{version}:{key_suffix}", build_entry)
-    state = "hit" if hit else "miss"
-    etag, _, body = entry.partition(b"\n")
-    settings: Settings = request.app.state.settings
-    headers = {
-        "ETag": etag.decode(),
-        "Cache-Control": f"public, max-age={settings.events_http_max_age_seconds}",
-        "X-Cache": state,
-    }
-    if _matches(request.headers.get("if-none-match"), headers["ETag"]):
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    cache: Cache = request.app.state.cache
+    entry, hit = await get_or_build(cache, CACHE_NAMESPACE, suffix, build_entry)
+    if_none_match = request.headers.get("if-none-match")
+    return cached_answer(entry, hit, _max_age(request.app), if_none_match)
 
 
-async def _data_version(request: Request) -> int:
-    watcher: service.DataVersionWatcher | None = getattr(
-        request.app.state, "events_data_version", None
-    )
+def _max_age(app: Starlette) -> int:
+    settings: Settings = app.state.settings
+    return settings.events_http_max_age_seconds
+
+
+async def _data_version(app: Starlette) -> int:
+    watcher: service.DataVersionWatcher | None = getattr(app.state, "events_data_version", None)
     if watcher is None:
-        settings: Settings = request.app.state.settings
+        settings: Settings = app.state.settings
         watcher = service.DataVersionWatcher(
-            database_of(request), settings.events_cache_version_check_seconds
+            app.state.database, settings.events_cache_version_check_seconds
         )
-        request.app.state.events_data_version = watcher
+        app.state.events_data_version = watcher
     return await watcher.current()
+
+
+async def _list_suffix(
+    app: Starlette, start: datetime, end: datetime, page: int, per_page: int
+) -> str:
+    version = await _data_version(app)
+    return f"{version}:list:{start.isoformat()}:{end.isoformat()}:{page}:{per_page}"
+
+
+async def _search_suffix(app: Starlette, start: datetime, end: datetime) -> str:
+    return f"{await _data_version(app)}:search:{start.isoformat()}:{end.isoformat()}"
+
+
+def _page_number(value: str) -> int | None:
+    """A page parameter as the route would accept it, or None (the route then answers)."""
+    return int(value) if value.isascii() and value.isdigit() and int(value) >= 1 else None
+
+
+async def _cached_list_suffix(app: Starlette, query: QueryParams) -> str | None:
+    start, end = parse_moment(query.get("starts_at")), parse_moment(query.get("ends_at"))
+    page = _page_number(query.get("page", "1"))
+    per_page = _page_number(query.get("per_page", str(DEFAULT_PER_PAGE)))
+    settings: Settings = app.state.settings
+    if start is None or end is None or page is None or per_page is None:
+        return None
+    if end < start or per_page > settings.events_max_per_page:
+        return None
+    return await _list_suffix(app, start, end, page, per_page)
+
+
+async def _cached_search_suffix(app: Starlette, query: QueryParams) -> str | None:
+    start, end = parse_moment(query.get("starts_at")), parse_moment(query.get("ends_at"))
+    if start is None or end is None or end < start:
+        return None
+    return await _search_suffix(app, start, end)
+
+
+CACHED_READS = (
+    CachedRead("/api/v1/events", CACHE_NAMESPACE, _cached_list_suffix, _max_age),
+    CachedRead("/search", CACHE_NAMESPACE, _cached_search_suffix, _max_age),
+)
 
 
 @router.get(
@@ -156,7 +182,7 @@ async def list_events(
     page: Annotated[int, Query(ge=1, description="Page number, from 1.")] = 1,
     per_page: Annotated[
         int, Query(ge=1, description="Events per page, at most `JUNCTION_EVENTS_MAX_PER_PAGE`.")
-    ] = 20,
+    ] = DEFAULT_PER_PAGE,
 ) -> Response:
     start, end = parse_moment(starts_at), parse_moment(ends_at)
     problems = _range_problems(start, end, "Start date", "End date")
@@ -172,8 +198,9 @@ async def list_events(
         async with database.reading() as session:
             return await service.events_page(session, start, end, page, per_page)
 
-    suffix = f"list:{start.isoformat()}:{end.isoformat()}:{page}:{per_page}"
-    return await cached_json(request, suffix, build)
+    return await cached_json(
+        request, await _list_suffix(request.app, start, end, page, per_page), build
+    )
 
 
 @router.get(
@@ -207,7 +234,7 @@ async def search(
         async with database.reading() as session:
             return SearchResponse(data=await service.search(session, start, end), error=None)
 
-    return await cached_json(request, f"search:{start.isoformat()}:{end.isoformat()}", build)
+    return await cached_json(request, await _search_suffix(request.app, start, end), build)
 
 
 SyncScope = Annotated[Principal, Depends(require_scope(Scope.sync))]

@@ -378,24 +378,41 @@ class DataVersionWatcher:
     """The data version, read from the database at most every ``interval`` seconds.
 
     Cache keys carry it, so a sync committed by any process (worker, CLI) invalidates the
-    cached answers of every web process within ``interval``, with no database query on
-    the hot path in between.
+    cached answers of every web process within about ``interval``. Reads never wait on
+    the check: once the version is older than ``interval``, the next read starts a check
+    in the background and is answered with the version it has (an interval of 0 checks
+    on every read, in line). Waiting would stall every request arriving during the query,
+    which showed as a p99 of several hundred milliseconds under load.
     """
 
     def __init__(self, database: Database, interval: float) -> None:
         self.database = database
         self.interval = interval
-        self._version = 0
+        self._version: int | None = None
         self._checked_at = -math.inf
-        self._lock = asyncio.Lock()
+        self._check: asyncio.Task[None] | None = None
 
     async def current(self) -> int:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._checked_at < self.interval:
-            return self._version
-        async with self._lock:
-            if loop.time() - self._checked_at >= self.interval:
-                async with self.database.reading() as session:
-                    self._version = await repository.data_version(session)
-                self._checked_at = loop.time()
+        if self._version is None or self.interval <= 0:
+            await self._read()
+        elif self._is_stale() and self._check is None:
+            self._check = asyncio.create_task(self._read_in_background())
+        assert self._version is not None
         return self._version
+
+    def _is_stale(self) -> bool:
+        return asyncio.get_running_loop().time() - self._checked_at >= self.interval
+
+    async def _read(self) -> None:
+        async with self.database.reading() as session:
+            self._version = await repository.data_version(session)
+        self._checked_at = asyncio.get_running_loop().time()
+
+    async def _read_in_background(self) -> None:
+        try:
+            await self._read()
+        except Exception:
+            log.warning("could not read the events data version", exc_info=True)
+            self._checked_at = asyncio.get_running_loop().time()  # try again an interval on
+        finally:
+            self._check = None

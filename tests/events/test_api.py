@@ -345,3 +345,5 @@ async def test_equivalent_parameters_share_the_cached_answer(
     assert same.content == shifted.content == built.content
     refused = await events(client, per_page="0")
     assert refused.status_code == 422
+    huge = await events(client, page="9" * 5000)
+    assert huge.status_code == 422

@@ -131,8 +131,10 @@ async def _search_suffix(app: Starlette, start: datetime, end: datetime) -> str:
 
 
 def _page_number(value: str) -> int | None:
-    """A page parameter as the route would accept it, or None (the route then answers)."""
-    return int(value) if value.isascii() and value.isdigit() and int(value) >= 1 else None
+    """A page parameter the route would accept, or None (the route then answers). Longer
+    numbers go to the route too: ``int()`` refuses strings of over 4,300 digits."""
+    plain = value.isascii() and value.isdigit() and len(value) <= 9
+    return int(value) if plain and int(value) >= 1 else None
 
 
 async def _cached_list_suffix(app: Starlette, query: QueryParams) -> str | None:

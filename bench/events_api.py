@@ -121,6 +121,8 @@ def main() -> None:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--loop",
+                Settings().event_loop,  # as `junction serve` runs
             ],
             env=env,
         )

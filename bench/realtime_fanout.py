@@ -230,6 +230,7 @@ def start_junction(port: int, redis_url: str, db: Path) -> subprocess.Popen[byte
         JUNCTION_LOG_LEVEL="WARNING",
         JUNCTION_REALTIME_MAX_CONNECTIONS="20000",
         JUNCTION_RUN_EMBEDDED_WORKER="false",
+        JUNCTION_EVENT_LOOP=os.environ.get("JUNCTION_EVENT_LOOP", "asyncio"),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "junction", "serve", "--port", str(port)],

@@ -11,6 +11,7 @@ from functools import partial
 
 import structlog
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from redis.asyncio import Redis
 
 from junction.chat import api as chat_api
@@ -88,6 +89,14 @@ Errors always have the shape `{"errors": ["message", ...]}`.
 """
 
 
+NO_OPENTELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
@@ -98,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,
+        # Metrics and logs are Junction's own (Prometheus, structlog). FastAPI's built-in
+        # OpenTelemetry, unused, would still look for providers on every request.
+        telemetry=NO_OPENTELEMETRY,
     )
     app.state.settings = settings
     # Inside the request context (added later runs first), so hits are logged and counted.

@@ -81,6 +81,7 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
     # uvicorn re-raises the signal it caught once it has shut down; a shutdown that
     # finished cleanly should exit 0, as process supervisors expect.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = get_settings()
     uvicorn.run(
         app_factory,
         factory=True,
@@ -89,7 +90,8 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
         workers=workers,
         log_config=None,
         proxy_headers=True,
-        timeout_graceful_shutdown=int(get_settings().shutdown_grace_seconds),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        loop=settings.event_loop,
         # Browsers offer permessage-deflate on every WebSocket; accepting it costs a zlib
         # stream per connection (memory) and a compression per client per broadcast
         # (CPU), for live-channel frames of a few hundred bytes.

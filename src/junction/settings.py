@@ -11,7 +11,7 @@ import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=30.0, gt=0, description="How long in-flight work may finish after SIGTERM."
     )
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    """Event loop of `junction serve`. uvloop gives no more requests a second here and,
+    once the server is saturated, leaves some requests waiting up to 0.4 s."""
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,

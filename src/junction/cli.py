@@ -96,6 +96,10 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
         # stream per connection (memory) and a compression per client per broadcast
         # (CPU), for live-channel frames of a few hundred bytes.
         ws_per_message_deflate=False,
+        # Action Cable's own ping (every 3 s, platform.realtime) already keeps connections
+        # alive; uvicorn's protocol-level ping would add a timer per connection and a
+        # ping and pong per client every 20 s on top.
+        ws_ping_interval=None,
     )
 
 

@@ -63,6 +63,8 @@ async def test_a_job_token_reads_that_job_only(
     by_header = await client.get(f"/api/v1/jobs/{job_id}", headers={"X-Job-Token": token})
     assert by_header.status_code == 200
     assert (await client.get(f"/api/v1/jobs/{other}", params={"token": token})).status_code == 404
+    garbled = await client.get(f"/api/v1/jobs/{job_id}", params={"token": "jöb"})
+    assert garbled.status_code == 404
 
 
 async def test_unknown_jobs_and_missing_credentials(
@@ -74,6 +76,20 @@ async def test_unknown_jobs_and_missing_credentials(
     assert missing.json() == {"errors": ["job 999999 does not exist"]}
     job_id = await _job(database)
     assert (await client.get(f"/api/v1/jobs/{job_id}")).status_code == 401
+
+
+@pytest.mark.parametrize("job_id", ["0", "-1", str(2**63), "2562266264271591571456"])
+async def test_job_ids_outside_the_database_range_are_refused(
+    client: httpx.AsyncClient, database: Database, job_id: str
+) -> None:
+    _, admin = await _key(database, Scope.admin)
+    for response in (
+        await client.get(f"/api/v1/jobs/{job_id}", headers=admin),
+        await client.post(f"/api/v1/jobs/{job_id}/retry", headers=admin),
+        await client.post(f"/api/v1/jobs/{job_id}/discard", headers=admin),
+    ):
+        assert response.status_code == 422
+        assert "job_id" in response.json()["errors"][0]
 
 
 async def test_admins_retry_and_discard_dead_jobs(
@@ -135,4 +151,7 @@ def test_the_cli_lists_retries_and_discards_jobs(cli_settings: Settings) -> None
     assert "only dead or discarded" in refused.output
     assert runner.invoke(cli, ["jobs", "discard", str(queued)]).exit_code == 0
     assert runner.invoke(cli, ["jobs", "discard", "999999"]).exit_code == 1
+    too_large = runner.invoke(cli, ["jobs", "retry", str(2**64)])
+    assert too_large.exit_code == 1
+    assert f"job {2**64} does not exist" in too_large.output
     assert runner.invoke(cli, ["jobs", "schedules"]).exit_code == 0

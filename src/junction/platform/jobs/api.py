@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -88,13 +88,17 @@ async def _may_read(
     return Scope.admin.value in api_key.scopes or job.created_by == api_key.id
 
 
+JobId = Annotated[int, Path(ge=1, le=job_queue.MAX_JOB_ID, description="The job's id.")]
+Admin = Annotated[Principal, Depends(require_scope(Scope.admin))]
+
+
 @router.get(
     "/{job_id}",
     summary="A job's state, attempts, timestamps, last error and result summary",
     responses={401: {}, 403: {}, 404: {}},
 )
 async def get_job(
-    job_id: int,
+    job_id: JobId,
     request: Request,
     session: ReadSession,
     token: Annotated[str | None, Query(description="The job's capability token.")] = None,
@@ -107,14 +111,11 @@ async def get_job(
     return JobOut.of(job)
 
 
-Admin = Annotated[Principal, Depends(require_scope(Scope.admin))]
-
-
 @router.post("/{job_id}/retry", summary="Queue a dead or discarded job again (admin)")
-async def retry_job(job_id: int, session: DbSession, _: Admin) -> JobOut:
+async def retry_job(job_id: JobId, session: DbSession, _: Admin) -> JobOut:
     return JobOut.of(await job_queue.retry(session, job_id))
 
 
 @router.post("/{job_id}/discard", summary="Discard a dead or queued job (admin)")
-async def discard_job(job_id: int, session: DbSession, _: Admin) -> JobOut:
+async def discard_job(job_id: JobId, session: DbSession, _: Admin) -> JobOut:
     return JobOut.of(await job_queue.discard(session, job_id))

@@ -34,6 +34,8 @@ from junction.platform.jobs.registry import JobRegistry, registry
 
 NOTIFY_CHANNEL = "junction_jobs"
 KEPT_ERRORS = 20
+MAX_JOB_ID = 2**63 - 1
+"""The largest id a job can have: a 64-bit integer column on every database."""
 
 jobs = cast(Table, Job.__table__)
 
@@ -400,6 +402,8 @@ async def discard(session: AsyncSession, job_id: int) -> Job:
 
 
 async def _get(session: AsyncSession, job_id: int) -> Job:
+    if not 1 <= job_id <= MAX_JOB_ID:  # the database would refuse to compare it
+        raise NotFound(f"job {job_id} does not exist")
     job = await session.get(Job, job_id, with_for_update=True)
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
@@ -427,4 +431,5 @@ def job_token(secret_key: str, job_id: int) -> str:
 
 
 def token_allows(secret_key: str, job_id: int, token: str) -> bool:
-    return hmac.compare_digest(job_token(secret_key, job_id), token)
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a client may send.
+    return hmac.compare_digest(job_token(secret_key, job_id).encode(), token.encode())

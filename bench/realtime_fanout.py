@@ -223,14 +223,18 @@ async def bare_server(port: int, redis_url: str) -> None:
 
 
 def start_junction(port: int, redis_url: str, db: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUNCTION_")}
+    # The caller's JUNCTION_EVENT_LOOP passes through, to compare event loops.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("JUNCTION_") or k == "JUNCTION_EVENT_LOOP"
+    }
     env.update(
         JUNCTION_DATABASE_URL=f"sqlite+aiosqlite:///{db}",
         JUNCTION_REDIS_URL=redis_url,
         JUNCTION_LOG_LEVEL="WARNING",
         JUNCTION_REALTIME_MAX_CONNECTIONS="20000",
         JUNCTION_RUN_EMBEDDED_WORKER="false",
-        JUNCTION_EVENT_LOOP=os.environ.get("JUNCTION_EVENT_LOOP", "asyncio"),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "junction", "serve", "--port", str(port)],

@@ -89,6 +89,19 @@ def _range_problems(
     return problems
 
 
+def _list_problems(
+    start: datetime | None, end: datetime | None, per_page: int, settings: Settings
+) -> list[str]:
+    problems = _range_problems(start, end, "Start date", "End date")
+    if per_page > settings.events_max_per_page:
+        problems.append(f"per_page must be at most {settings.events_max_per_page}")
+    return problems
+
+
+def _search_problems(start: datetime | None, end: datetime | None) -> list[str]:
+    return _range_problems(start, end, "starts_at", "ends_at")
+
+
 async def cached_json(
     request: Request, suffix: str, build: Callable[[Database], Awaitable[BaseModel]]
 ) -> Response:
@@ -138,21 +151,23 @@ def _page_number(value: str) -> int | None:
 
 
 async def _cached_list_suffix(app: Starlette, query: QueryParams) -> str | None:
+    """The route's cache suffix for a query it would accept, checked by the same rules."""
     start, end = parse_moment(query.get("starts_at")), parse_moment(query.get("ends_at"))
     page = _page_number(query.get("page", "1"))
     per_page = _page_number(query.get("per_page", str(DEFAULT_PER_PAGE)))
-    settings: Settings = app.state.settings
-    if start is None or end is None or page is None or per_page is None:
+    if page is None or per_page is None or _list_problems(start, end, per_page, app.state.settings):
         return None
-    if end < start or per_page > settings.events_max_per_page:
-        return None
+    assert start is not None
+    assert end is not None
     return await _list_suffix(app, start, end, page, per_page)
 
 
 async def _cached_search_suffix(app: Starlette, query: QueryParams) -> str | None:
     start, end = parse_moment(query.get("starts_at")), parse_moment(query.get("ends_at"))
-    if start is None or end is None or end < start:
+    if _search_problems(start, end):
         return None
+    assert start is not None
+    assert end is not None
     return await _search_suffix(app, start, end)
 
 
@@ -187,10 +202,7 @@ async def list_events(
     ] = DEFAULT_PER_PAGE,
 ) -> Response:
     start, end = parse_moment(starts_at), parse_moment(ends_at)
-    problems = _range_problems(start, end, "Start date", "End date")
-    settings: Settings = request.app.state.settings
-    if per_page > settings.events_max_per_page:
-        problems.append(f"per_page must be at most {settings.events_max_per_page}")
+    problems = _list_problems(start, end, per_page, request.app.state.settings)
     if problems:
         raise ValidationFailed(*problems)
     assert start is not None
@@ -225,7 +237,7 @@ async def search(
     ] = None,
 ) -> Response:
     start, end = parse_moment(starts_at), parse_moment(ends_at)
-    problems = _range_problems(start, end, "starts_at", "ends_at")
+    problems = _search_problems(start, end)
     if problems:
         error = {"code": "invalid_parameter", "message": "; ".join(problems)}
         return JSONResponse({"error": error, "data": None}, status_code=400)

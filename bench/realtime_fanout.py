@@ -11,7 +11,14 @@ Baselines, measured in the same run:
   Python on this machine;
 - memory: the server's RSS with no connection open.
 
-    uv run python bench/realtime_fanout.py [--clients 1000,10000] [--broadcasts 10] [--loaders 4]
+It also reports the server's CPU time (user and system) per client per broadcast, read
+from /proc over the broadcasts: far steadier from run to run than the latencies, and it
+shows how much of the fan-out is the kernel's loopback send, which no server avoids.
+
+    uv run python bench/realtime_fanout.py [--clients 1000,10000] [--broadcasts 10]
+        [--loaders 4] [--workers 1]
+
+``--workers 2`` runs two web processes (and two bare servers sharing the port).
 """
 
 from __future__ import annotations
@@ -63,10 +70,29 @@ def free_port() -> int:
 
 
 def rss_bytes(pid: int) -> int:
+    """The resident memory of ``pid`` and every process under it (uvicorn's workers)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+            return int(line.split()[1]) * 1024 + sum(map(rss_bytes, children(pid)))
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of ``pid`` and every process under it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
+    for child in children(pid):
+        child_user, child_system = cpu_seconds(child)
+        user, system = user + child_user, system + child_system
+    return user, system
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
 
 
 # --- the load generator (its own processes) -----------------------------------------
@@ -181,7 +207,7 @@ async def load(url: str, clients: int, broadcasts: int) -> None:
 # --- the baseline server -----------------------------------------------------------
 
 
-async def bare_server(port: int, redis_url: str) -> None:
+async def bare_server(port: int, redis_url: str, reuse_port: bool) -> None:
     from redis.asyncio import Redis
     from websockets.asyncio.server import ServerConnection, broadcast, serve
     from websockets.exceptions import ConnectionClosed
@@ -210,7 +236,12 @@ async def bare_server(port: int, redis_url: str) -> None:
     pubsub = redis.pubsub()
     await pubsub.subscribe(channel_prefix(redis) + "user_updates")
     async with serve(
-        handler, "127.0.0.1", port, compression=None, subprotocols=[Subprotocol(PROTOCOL)]
+        handler,
+        "127.0.0.1",
+        port,
+        compression=None,
+        subprotocols=[Subprotocol(PROTOCOL)],
+        reuse_port=reuse_port,
     ):
         print("listening", flush=True)
         async for message in pubsub.listen():
@@ -222,7 +253,7 @@ async def bare_server(port: int, redis_url: str) -> None:
 # --- the driver --------------------------------------------------------------------
 
 
-def start_junction(port: int, redis_url: str, db: Path) -> subprocess.Popen[bytes]:
+def start_junction(port: int, redis_url: str, db: Path, workers: int) -> subprocess.Popen[bytes]:
     # The caller's JUNCTION_EVENT_LOOP passes through, to compare event loops.
     env = {
         k: v
@@ -237,7 +268,7 @@ def start_junction(port: int, redis_url: str, db: Path) -> subprocess.Popen[byte
         JUNCTION_RUN_EMBEDDED_WORKER="false",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "junction", "serve", "--port", str(port)],
+        [sys.executable, "-m", "junction", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -256,14 +287,16 @@ def start_junction(port: int, redis_url: str, db: Path) -> subprocess.Popen[byte
     raise RuntimeError("junction did not become ready")
 
 
-def start_bare(port: int, redis_url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--bare-server", str(port), "--redis-url", redis_url],
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()
-    return process
+def start_bare(port: int, redis_url: str, workers: int) -> list[subprocess.Popen[bytes]]:
+    """``workers`` bare servers; more than one share the port (SO_REUSEPORT)."""
+    command = [sys.executable, __file__, "--bare-server", str(port), "--redis-url", redis_url]
+    if workers > 1:
+        command.append("--reuse-port")
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(workers)]
+    for process in processes:
+        assert process.stdout is not None
+        process.stdout.readline()
+    return processes
 
 
 async def publish(redis_url: str, broadcasts: int) -> None:
@@ -317,14 +350,16 @@ def collect(loaders: list[Loader]) -> dict[str, Any]:
 
 
 def measure(
-    port: int, server_pid: int, clients: int, options: argparse.Namespace
+    port: int, server_pids: list[int], clients: int, options: argparse.Namespace
 ) -> dict[str, Any]:
-    idle_rss = rss_bytes(server_pid)
+    idle_rss = sum(map(rss_bytes, server_pids))
     url = f"ws://127.0.0.1:{port}/cable"
     loaders = start_loaders(url, clients, options.broadcasts, options.loaders)
     time.sleep(2)
-    connected_rss = rss_bytes(server_pid)
+    connected_rss = sum(map(rss_bytes, server_pids))
+    cpu_before = [cpu_seconds(pid) for pid in server_pids]
     asyncio.run(publish(options.redis_url, options.broadcasts))
+    cpu_after = [cpu_seconds(pid) for pid in server_pids]
     result = collect(loaders)
     latencies = result["latencies"]
     return {
@@ -336,7 +371,14 @@ def measure(
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "max_ms": latencies[-1] * 1000,
+        # Per client per broadcast; pings and idle time in the window are included.
+        "user_us": _spent(cpu_before, cpu_after, 0) / (clients * options.broadcasts) * 1e6,
+        "system_us": _spent(cpu_before, cpu_after, 1) / (clients * options.broadcasts) * 1e6,
     }
+
+
+def _spent(before: list[tuple[float, float]], after: list[tuple[float, float]], kind: int) -> float:
+    return sum(end[kind] - start[kind] for start, end in zip(before, after, strict=True))
 
 
 def run(options: argparse.Namespace) -> None:
@@ -346,23 +388,26 @@ def run(options: argparse.Namespace) -> None:
             "clients": clients,
             "broadcasts": options.broadcasts,
             "load_generators": options.loaders,
+            "web_processes": options.workers,
             "transport": "redis",
         }
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            server = start_junction(port, options.redis_url, Path(tmp) / "bench.db")
+            db = Path(tmp) / "bench.db"
+            server = start_junction(port, options.redis_url, db, options.workers)
             try:
-                ours = measure(port, server.pid, clients, options)
+                ours = measure(port, [server.pid], clients, options)
             finally:
                 server.terminate()
                 server.wait(30)
         port = free_port()
-        bare = start_bare(port, options.redis_url)
+        bare = start_bare(port, options.redis_url, options.workers)
         try:
-            base = measure(port, bare.pid, clients, options)
+            base = measure(port, [process.pid for process in bare], clients, options)
         finally:
-            bare.kill()
-            bare.wait()
+            for process in bare:
+                process.kill()
+                process.wait()
         report(ours, base, clients, params)
 
 
@@ -379,6 +424,14 @@ def report(
         ours["idle_rss"] / 2**20,
         {**params, "baseline": "same server, 0 connections"},
     )
+    for key in ("user_us", "system_us"):
+        emit(
+            f"realtime_server_cpu_{key.removesuffix('_us')}_per_client_broadcast",
+            ours[key],
+            "µs",
+            base[key],
+            {**params, "baseline": "bare websockets server, websockets.broadcast"},
+        )
     for key in ("p50_ms", "p99_ms", "max_ms"):
         emit(
             f"realtime_publish_to_receipt_{key.removesuffix('_ms')}",
@@ -414,7 +467,11 @@ def main() -> None:
         "--redis-url",
         default=os.environ.get("JUNCTION_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="web processes (and bare servers) to fan out"
+    )
     parser.add_argument("--load", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -423,7 +480,7 @@ def main() -> None:
         run_loop(load(url, int(clients), int(broadcasts)))
     elif args.bare_server:
         raise_open_file_limit()
-        run_loop(bare_server(args.bare_server, args.redis_url))
+        run_loop(bare_server(args.bare_server, args.redis_url, args.reuse_port))
     else:
         run(args)
 

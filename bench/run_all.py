@@ -34,6 +34,7 @@ BENCHMARKS: list[tuple[str, list[str], dict[str, str]]] = [
     ("jobs_throughput", [], {}),
     ("events_api", [], {}),
     ("events_feed", [], {}),
+    ("ratelimit_checks", [], {}),
     (
         "chat_messages",
         ["--seconds", "8"],

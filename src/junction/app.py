@@ -146,7 +146,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     app.state.database = database
     app.state.redis = Redis.from_url(redis_url) if redis_url else None
-    app.state.rate_limiter = RateLimiter(settings.rate_limits, redis_url)
+    app.state.rate_limiter = RateLimiter(settings.rate_limits, app.state.redis)
     app.state.cache = open_cache(settings)
     app.state.storage = open_storage(settings)
     app.state.startup = StartupState()

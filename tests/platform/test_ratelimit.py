@@ -1,13 +1,29 @@
-"""Rate limits per route group: 429 with Retry-After and X-RateLimit-* headers."""
+"""Rate limits per route group: 429 with Retry-After and X-RateLimit-* headers, and the
+GCRA limiter under them, in memory and in Redis."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from limits import parse
+from redis.asyncio import Redis
 
-from junction.platform.ratelimit import rate_limit
+from junction.platform.ratelimit import (
+    MEMORY_PRUNE_AT,
+    RATE_LIMIT_FALLBACKS,
+    MemoryCounters,
+    Rate,
+    RateLimiter,
+    rate_limit,
+)
 from junction.settings import Settings
+from tests.conftest import TEST_REDIS_URL
+from tests.support.live import free_port
 
 
 @pytest.fixture
@@ -51,3 +67,64 @@ async def test_groups_are_counted_separately(client: httpx.AsyncClient) -> None:
     response = await client.get("/test/default")
     assert response.status_code == 200
     assert response.headers["x-ratelimit-limit"] == "1000"
+
+
+# --- the limiter itself: GCRA in memory and in Redis -----------------------------------
+
+
+@pytest.fixture
+async def redis_clients() -> AsyncIterator[list[Redis]]:
+    """Two Redis clients (two processes' worth) when the tests have Redis, else none."""
+    clients = [Redis.from_url(TEST_REDIS_URL) for _ in range(2)] if TEST_REDIS_URL else []
+    yield clients
+    for redis in clients:
+        await redis.aclose()
+
+
+async def test_the_allowance_is_spent_at_once_and_earned_back_steadily(
+    redis_clients: list[Redis],
+) -> None:
+    stores: list[Redis | None] = [None, *redis_clients[:1]]  # memory, and Redis if present
+    for redis in stores:
+        limiter = RateLimiter({"default": "2/second"}, redis)
+        first, second, third = [await limiter.hit("default", "caller") for _ in range(3)]
+        assert (first.allowed, first.remaining) == (True, 1)
+        assert (second.allowed, second.remaining) == (True, 0)
+        assert not third.allowed
+        # One request comes back every half second; the whole allowance in one second.
+        assert 0.3 < third.retry_after <= 0.5
+        assert 0.8 < third.reset_after <= 1.0
+        await asyncio.sleep(third.retry_after + 0.05)
+        again = await limiter.hit("default", "caller")
+        assert (again.allowed, again.remaining) == (True, 0)
+        assert not (await limiter.hit("default", "caller")).allowed
+        assert (await limiter.hit("default", "another caller")).allowed
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="needs JUNCTION_TEST_REDIS_URL")
+async def test_processes_share_the_counters_in_redis(redis_clients: list[Redis]) -> None:
+    one, other = (RateLimiter({"default": "3/minute"}, redis) for redis in redis_clients)
+    verdicts = [await limiter.hit("default", "caller") for limiter in (one, other, one, other)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert [v.remaining for v in verdicts] == [2, 1, 0, 0]
+    assert 19 < verdicts[-1].retry_after <= 20
+
+
+async def test_redis_unreachable_falls_back_to_memory_and_counts_it() -> None:
+    async with Redis.from_url(f"redis://127.0.0.1:{free_port()}/0") as unreachable:
+        limiter = RateLimiter({"default": "1/minute"}, unreachable)
+        before = RATE_LIMIT_FALLBACKS._value.get()
+        assert (await limiter.hit("default", "caller")).allowed
+        assert not (await limiter.hit("default", "caller")).allowed
+        assert RATE_LIMIT_FALLBACKS._value.get() == before + 2
+
+
+def test_memory_forgets_callers_whose_allowance_is_whole_again() -> None:
+    counters = MemoryCounters()
+    rate = Rate(parse("1000/second"))
+    for index in range(MEMORY_PRUNE_AT):
+        counters.hit(f"caller {index}", rate)
+    time.sleep(0.01)  # long enough for every one of them to be whole again
+    counters.hit("one more", rate)
+    assert counters.tracked() == 1

@@ -7,6 +7,7 @@ all land in this registry and are served by ``GET /metrics``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -30,9 +31,19 @@ HTTP_REQUEST_DURATION = Histogram(
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    requests, duration = _request_series(method, route, status)
+    requests.inc()
+    duration.observe(seconds)
+
+
+# ``labels()`` turns every value into a string and takes a lock on each call: 5.6 µs a
+# request for both series, against 2.1 µs with them looked up once per combination
+# (timeit). Methods, route templates and statuses are few; the bound only guards against
+# the unexpected.
+@functools.lru_cache(maxsize=4096)
+def _request_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     labels = (method, route, str(status))
-    HTTP_REQUESTS.labels(*labels).inc()
-    HTTP_REQUEST_DURATION.labels(*labels).observe(seconds)
+    return HTTP_REQUESTS.labels(*labels), HTTP_REQUEST_DURATION.labels(*labels)
 
 
 async def refresh_forever(

@@ -57,27 +57,17 @@ async def main(options: argparse.Namespace) -> None:
         await moving.hit(item, "default", identity)
         return await moving.get_window_stats(item, "default", identity)
 
-    params = {
+    sizes = {
         "checks": options.checks,
         "concurrency": options.concurrency,
         "callers": options.callers,
-        "baseline": "limits MovingWindowRateLimiter: hit + get_window_stats",
     }
-    ours = await checks_per_second(
-        lambda identity: junction.hit("default", identity), **_sizes(options)
-    )
-    base = await checks_per_second(moving_window, **_sizes(options))
+    ours = await checks_per_second(lambda identity: junction.hit("default", identity), **sizes)
+    base = await checks_per_second(moving_window, **sizes)
+    params = {**sizes, "baseline": "limits MovingWindowRateLimiter: hit + get_window_stats"}
     emit("ratelimit_checks_per_second", ours, "checks/s", base, params)
     await redis.flushdb()
     await redis.aclose()
-
-
-def _sizes(options: argparse.Namespace) -> dict[str, int]:
-    return {
-        "checks": options.checks,
-        "concurrency": options.concurrency,
-        "callers": options.callers,
-    }
 
 
 if __name__ == "__main__":

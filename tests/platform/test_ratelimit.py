@@ -129,3 +129,14 @@ def test_memory_forgets_callers_whose_allowance_is_whole_again() -> None:
     time.sleep(0.01)  # long enough for every one of them to be whole again
     counters.hit("one more", rate)
     assert counters.tracked() == 1
+
+
+def test_one_per_period_is_allowed_whatever_the_clock_reads() -> None:
+    # (4194270.847678307 + 60) - 60 rounds above 4194270.847678307: a check that compared
+    # absolute times refused this caller's very first request.
+    counters = MemoryCounters(clock=lambda: 4194270.847678307)
+    rate = Rate(parse("1/minute"))
+    first, second = counters.hit("caller", rate), counters.hit("caller", rate)
+    assert (first.allowed, first.remaining, first.reset_after) == (True, 0, 60.0)
+    assert not second.allowed
+    assert second.retry_after == pytest.approx(60.0)

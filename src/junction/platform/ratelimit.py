@@ -50,13 +50,13 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
-local whole_at = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-local after = whole_at + interval
-if after - period > now then
-  return {0, whole_at - now}
+local ahead = math.max(tonumber(redis.call('GET', KEYS[1]) or now) - now, 0)
+if ahead + interval > period then
+  return {0, ahead}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX', math.ceil((after - now) / 1000))
-return {1, after - now}
+ahead = ahead + interval
+redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
+return {1, ahead}
 """
 # The memory counters drop callers whose allowance is whole again once they number this many.
 MEMORY_PRUNE_AT = 10_000
@@ -94,21 +94,25 @@ class Rate:
 
 
 class MemoryCounters:
-    """GCRA in one process; the clock is monotonic."""
+    """GCRA in one process, on a monotonic clock.
 
-    def __init__(self) -> None:
+    Compares durations from now, never absolute times: ``now + period - period`` can round
+    above ``now``, which refused a one-per-period caller's first request.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._whole_at: dict[str, float] = {}
 
     def hit(self, key: str, rate: Rate) -> Verdict:
-        now = time.monotonic()
-        whole_at = max(self._whole_at.get(key, now), now)
-        after = whole_at + rate.interval
-        if after - rate.period > now:
-            return rate.verdict(False, whole_at - now)
+        now = self._clock()
+        ahead = max(self._whole_at.get(key, now) - now, 0.0)
+        if ahead + rate.interval > rate.period:
+            return rate.verdict(False, ahead)
         if len(self._whole_at) >= MEMORY_PRUNE_AT:
             self._whole_at = {k: t for k, t in self._whole_at.items() if t > now}
-        self._whole_at[key] = after
-        return rate.verdict(True, after - now)
+        self._whole_at[key] = now + ahead + rate.interval
+        return rate.verdict(True, ahead + rate.interval)
 
     def tracked(self) -> int:
         return len(self._whole_at)

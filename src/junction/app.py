@@ -12,7 +12,6 @@ from functools import partial
 import structlog
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from redis.asyncio import Redis
 
 from junction.chat import api as chat_api
 from junction.chat import models as chat_models
@@ -42,6 +41,7 @@ from junction.platform.middleware import RequestContextMiddleware
 from junction.platform.migrations import upgrade_to_head
 from junction.platform.ratelimit import RateLimiter
 from junction.platform.realtime import install_realtime, register_channel, running_realtime
+from junction.platform.redis_pool import open_redis
 from junction.platform.storage import install_storage, open_storage
 from junction.profiles import api as profiles_api
 from junction.profiles import models as profiles_models
@@ -143,9 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database(settings)
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     app.state.database = database
-    app.state.redis = Redis.from_url(redis_url) if redis_url else None
+    app.state.redis = open_redis(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limits, app.state.redis)
     app.state.cache = open_cache(settings)
     app.state.storage = open_storage(settings)

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env_alias("redis_url", "REDIS_URL")
     )
     """Enables the shared cache, rate limits, live-channel pub/sub and chat counters."""
+    redis_max_connections: int = Field(default=100, ge=2)
+    """Redis connections per process and client; past it, a command waits for a free one."""
+    redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a command waits for a free Redis connection before it fails."""
 
     realtime_max_connections: int = Field(
         default=10_000, ge=1, description="Live connections (/cable and SSE) per web process."

@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from junction.platform.redis_pool import open_redis
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -215,11 +216,7 @@ def _version_key(namespace: str) -> str:
 
 def open_cache(settings: Settings) -> Cache:
     memory = MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
-    if settings.redis_url is None:
+    redis = open_redis(settings, pool_timeout=0.5, socket_connect_timeout=0.5, socket_timeout=0.5)
+    if redis is None:
         return memory
-    redis = Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_connect_timeout=0.5,
-        socket_timeout=0.5,
-    )
     return RedisCache(redis, memory, settings.cache_redis_retry_seconds)

@@ -22,6 +22,7 @@ from junction.platform.jobs.scheduler import Scheduler
 from junction.platform.jobs.worker import QueueSlots, Worker
 from junction.platform.logging import configure_logging
 from junction.platform.realtime.broker import Broker, create_broker
+from junction.platform.redis_pool import open_redis
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -83,9 +84,8 @@ async def run_until_signalled(
     """The body of ``junction worker`` / ``junction scheduler``."""
     configure_logging(settings)
     database = Database(settings)
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     # Without Redis a separate process cannot reach any web process's subscribers.
-    redis = Redis.from_url(redis_url) if redis_url else None
+    redis = open_redis(settings)
     broker = (
         create_broker(redis, replay_size=settings.realtime_replay_buffer_size) if redis else None
     )

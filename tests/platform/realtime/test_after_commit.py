@@ -45,3 +45,33 @@ async def test_never_published_when_the_transaction_rolls_back(started_app: Fast
     broadcast = await asyncio.wait_for(received.get(), 5)
     assert broadcast.payload == '{"type":"committed"}'
     assert received.empty()
+
+
+async def test_a_transactions_broadcasts_go_out_together_in_order(started_app: FastAPI) -> None:
+    broker: Broker = started_app.state.broker
+    first, second = await _listening(broker, "chat:a"), await _listening(broker, "chat:b")
+    async with started_app.state.database.transaction() as session:
+        for number in range(1, 31):
+            publish_after_commit(session, broker, "chat:" + "ab"[number % 2], {"n": number})
+    received = [await asyncio.wait_for(q.get(), 5) for q in (first,) * 15 + (second,) * 15]
+    assert [b.payload for b in received[:15]] == [f'{{"n":{n}}}' for n in range(2, 31, 2)]
+    assert [b.payload for b in received[15:]] == [f'{{"n":{n}}}' for n in range(1, 31, 2)]
+    ids = sorted(received, key=lambda b: b.id)
+    assert [b.payload for b in ids] == [f'{{"n":{n}}}' for n in range(1, 31)]
+
+
+async def test_a_session_drops_what_it_rolled_back_and_publishes_what_it_commits(
+    started_app: FastAPI,
+) -> None:
+    broker: Broker = started_app.state.broker
+    received = await _listening(broker, "user_updates")
+    async with started_app.state.database.write_sessions() as session:
+        async with session.begin():
+            publish_after_commit(session, broker, "user_updates", {"type": "rolled_back"})
+            await session.rollback()
+        async with session.begin():
+            publish_after_commit(session, broker, "user_updates", {"type": "committed"})
+    broadcast = await asyncio.wait_for(received.get(), 5)
+    assert broadcast.payload == '{"type":"committed"}'
+    await asyncio.sleep(0.05)
+    assert received.empty()

@@ -33,15 +33,18 @@ import contextlib
 import itertools
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import pydantic_core
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from junction.platform.db import run_after_commit
 from junction.platform.realtime import metrics
@@ -87,6 +90,10 @@ class Broker(ABC):
     @abstractmethod
     async def publish(self, stream: str, message: Any) -> int:
         """Send ``message`` to every subscriber of ``stream``; return its event id."""
+
+    async def publish_many(self, messages: Sequence[tuple[str, Any]]) -> list[int]:
+        """Publish each ``(stream, message)`` in order; return their event ids."""
+        return [await self.publish(stream, message) for stream, message in messages]
 
     @abstractmethod
     async def replay(self, stream: str, after_id: int) -> list[Broadcast]:
@@ -155,13 +162,26 @@ class RedisBroker(Broker):
         self._starting = asyncio.Lock()
 
     async def publish(self, stream: str, message: Any) -> int:
-        payload = encode_message(message)
-        event_id = await self._publish_script(
-            keys=[f"{KEY_PREFIX}:seq", _log_key(stream)],
-            args=[self._channel(stream), payload, self._replay_size, self._replay_ttl_seconds],
-        )
+        keys, args = self._publish_arguments(stream, message)
+        event_id = await self._publish_script(keys=keys, args=args)
         metrics.BROADCASTS.inc()
         return int(event_id)
+
+    async def publish_many(self, messages: Sequence[tuple[str, Any]]) -> list[int]:
+        """One round trip for all: each message is still its own atomic script."""
+        async with self._redis.pipeline(transaction=False) as pipeline:
+            for stream, message in messages:
+                keys, args = self._publish_arguments(stream, message)
+                await self._publish_script(keys=keys, args=args, client=pipeline)
+            event_ids = await pipeline.execute()
+        metrics.BROADCASTS.inc(len(messages))
+        return [int(event_id) for event_id in event_ids]
+
+    def _publish_arguments(self, stream: str, message: Any) -> tuple[list[str], list[Any]]:
+        """The script's keys and arguments."""
+        payload = encode_message(message)
+        args = [self._channel(stream), payload, self._replay_size, self._replay_ttl_seconds]
+        return [f"{KEY_PREFIX}:seq", _log_key(stream)], args
 
     async def replay(self, stream: str, after_id: int) -> list[Broadcast]:
         raw = await self._redis.xrange(_log_key(stream), min=f"({after_id}-0", max="+")
@@ -274,25 +294,39 @@ def create_broker(
     return RedisBroker(redis, replay_size, replay_ttl_seconds)
 
 
-_publishing: set[asyncio.Task[int]] = set()
+_publishing: set[asyncio.Task[list[int]]] = set()
+_PENDING_BROADCASTS = "junction.pending_broadcasts"
 
 
 def publish_after_commit(session: AsyncSession, broker: Broker, stream: str, message: Any) -> None:
     """Publish once the session's transaction commits; never if it rolls back.
 
-    A failed publish is logged, not raised: the write it announces has already committed.
+    The broadcasts of one transaction go out together, in order, in one ``publish_many``
+    per broker (one Redis round trip for a whole batch of chat messages). A failed
+    publish is logged, not raised: the write it announces has already committed.
     """
-    loop = asyncio.get_running_loop()
+    info = session.sync_session.info
+    pending: dict[Broker, list[tuple[str, Any]]] | None = info.get(_PENDING_BROADCASTS)
+    if pending is None:
+        pending = info[_PENDING_BROADCASTS] = {}
+        run_after_commit(session, partial(_publish_pending, info, asyncio.get_running_loop()))
+    pending.setdefault(broker, []).append((stream, message))
 
-    def publish() -> None:
-        task = loop.create_task(broker.publish(stream, message))
+
+def _publish_pending(info: dict[Any, Any], loop: asyncio.AbstractEventLoop) -> None:
+    for broker, messages in info.pop(_PENDING_BROADCASTS, {}).items():
+        task = loop.create_task(broker.publish_many(messages))
         _publishing.add(task)
         task.add_done_callback(_publish_finished)
 
-    run_after_commit(session, publish)
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending_broadcasts(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_PENDING_BROADCASTS, None)
 
 
-def _publish_finished(task: asyncio.Task[int]) -> None:
+def _publish_finished(task: asyncio.Task[list[int]]) -> None:
     _publishing.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.error("publishing after commit failed", error=str(task.exception()))

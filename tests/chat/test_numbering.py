@@ -10,6 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from junction.chat.numbering import NumberAllocator
 from junction.settings import Settings
 from tests.chat.conftest import GENEROUS_LIMITS, new_application, new_chat
 from tests.support.live import LiveServer, start_live_server
@@ -129,3 +130,30 @@ async def test_a_stale_redis_counter_is_raised_past_stored_numbers(
     response = await client.post(path, json={"message": {"body": "after the rollback"}})
     assert response.status_code == 202
     assert response.json()["number"] == 4
+
+
+@pytest.mark.redis
+async def test_a_batch_takes_its_numbers_in_one_step_in_the_order_asked() -> None:
+    redis_url = os.environ.get("JUNCTION_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("needs JUNCTION_TEST_REDIS_URL")
+    async with Redis.from_url(redis_url) as redis:
+        allocator = NumberAllocator(redis)
+        seeded, fresh, missing = (f"junction:test:batch-numbers:{n}" for n in "abc")
+        await redis.delete(seeded, fresh, missing)
+        await redis.set(seeded, 5)
+        await redis.set(fresh, 0)
+        try:
+            numbers = await allocator.allocate_many_if_seeded(
+                [seeded, fresh, seeded, missing, seeded]
+            )
+            assert numbers == [6, 1, 7, None, 8]
+            # A missing key stays missing: it must be seeded from the database first.
+            assert await redis.exists(missing) == 0
+            assert await allocator.allocate_many_if_seeded([]) == []
+        finally:
+            await redis.delete(seeded, fresh, missing)
+
+
+async def test_without_redis_every_number_comes_from_the_database() -> None:
+    assert await NumberAllocator(None).allocate_many_if_seeded(["a", "b"]) == [None, None]

@@ -8,20 +8,22 @@ one commit), so the cost of the commit is shared by every message in it. Nothing
 on a timer: an idle server writes a lone message at once.
 
 Every caller still gets an answer only once its own row is committed, readable and
-searchable. The number is taken from Redis before queueing when it can be, so a batch
-holds no lock while waiting on Redis. If a batch's transaction fails, each of its
-messages is retried alone, so one bad create cannot fail the others.
+searchable. The batch's numbers are taken from Redis before its transaction when Redis
+has the chats' keys, in one round trip (a chat's key raised by its count of messages), so
+the transaction holds no lock while waiting on Redis. If a batch's transaction fails, each
+of its messages is retried alone, with its number, so one bad create cannot fail the
+others.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from junction.chat import service
-from junction.chat.numbering import NumberAllocator, message_numbers_key
+from junction.chat.numbering import NumberAllocator
 from junction.chat.service import CreatedMessage, MessageRequest
 from junction.platform.db import Database
 from junction.platform.errors import JunctionError
@@ -63,8 +65,7 @@ class MessageBatcher:
 
     async def create(self, token: str, chat_number: int, body: str) -> CreatedMessage:
         """The message, once committed; raises the error that refused it."""
-        number = await self.allocator.allocate_if_seeded(message_numbers_key(token, chat_number))
-        pending = _Pending(MessageRequest(token, chat_number, body, number))
+        pending = _Pending(MessageRequest(token, chat_number, body))
         self._queue.append(pending)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_while_queued())
@@ -76,8 +77,18 @@ class MessageBatcher:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             await self._write(batch)
 
+    async def _number(self, batch: list[_Pending]) -> None:
+        """Give each unnumbered request the number Redis can give outside a transaction,
+        all in one round trip; a request retried alone keeps the number it was given."""
+        unnumbered = [pending for pending in batch if pending.request.number is None]
+        keys = [pending.request.numbers_key for pending in unnumbered]
+        numbers = await self.allocator.allocate_many_if_seeded(keys)
+        for pending, number in zip(unnumbered, numbers, strict=True):
+            pending.request = replace(pending.request, number=number)
+
     async def _write(self, batch: list[_Pending]) -> None:
         try:
+            await self._number(batch)
             async with self.database.transaction() as session:
                 outcomes = await service.create_messages(
                     session, self.allocator, self.broker, [p.request for p in batch]

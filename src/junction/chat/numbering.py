@@ -21,6 +21,8 @@ stored number first.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,16 @@ return redis.call('INCR', KEYS[1])
 _INCREMENT_IF_PRESENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
 return false
+"""
+
+# The same for many keys at once: raise each existing KEYS[i] by ARGV[i]; 0 for a missing key.
+_INCREMENT_EACH_IF_PRESENT = """
+local last = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then last[i] = redis.call('INCRBY', key, ARGV[i])
+  else last[i] = 0 end
+end
+return last
 """
 
 
@@ -83,6 +95,7 @@ class NumberAllocator:
         if redis is not None:
             self._increment_if_present = redis.register_script(_INCREMENT_IF_PRESENT)
             self._raise_and_increment_script = redis.register_script(_RAISE_AND_INCREMENT)
+            self._increment_each_if_present = redis.register_script(_INCREMENT_EACH_IF_PRESENT)
 
     async def allocate(
         self, session: AsyncSession, sequence: NumberSequence, parent_id: int, key: str
@@ -99,20 +112,36 @@ class NumberAllocator:
                 log.warning("redis numbering failed, using the database", error=str(exc))
         return await allocate_in_database(session, sequence, parent_id)
 
-    async def allocate_if_seeded(self, key: str) -> int | None:
-        """The next number from Redis without touching the database, when the key exists.
+    async def allocate_many_if_seeded(self, keys: Sequence[str]) -> list[int | None]:
+        """The next number for each of ``keys`` (repeats allowed), in order, from Redis in
+        one round trip without touching the database: a key asked for n times is raised
+        by n at once.
 
-        None when there is no Redis, the key must first be seeded from the database, or
-        Redis does not answer: the caller then allocates with :meth:`allocate`.
+        None for a key that must first be seeded from the database, and for every key when
+        there is no Redis or it does not answer: the caller then uses :meth:`allocate`.
         """
-        if self.redis is None:
-            return None
+        if self.redis is None or not keys:
+            return [None] * len(keys)
+        wanted = Counter(keys)
         try:
-            number = await self._increment_if_present(keys=[key])
+            raised = await self._increment_each_if_present(
+                keys=list(wanted), args=list(wanted.values())
+            )
         except RedisError as exc:
             log.warning("redis numbering failed, using the database", error=str(exc))
-            return None
-        return None if number is None else int(number)
+            return [None] * len(keys)
+        # The first number of each key's range, handed out in the order asked for.
+        following = {
+            key: last - count + 1 if last else None
+            for (key, count), last in zip(wanted.items(), raised, strict=True)
+        }
+        numbers: list[int | None] = []
+        for key in keys:
+            number = following[key]
+            numbers.append(number)
+            if number is not None:
+                following[key] = number + 1
+        return numbers
 
     async def after_conflict(
         self, session: AsyncSession, sequence: NumberSequence, parent_id: int, key: str

@@ -173,6 +173,12 @@ def _postgres_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.database_pool_timeout_seconds,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # The most recently used connection first: at light load requests reuse the few
+        # connections whose prepared statements are warm (each has its own) instead of
+        # cycling through the pool, where a first use costs a prepare: two web processes
+        # answered a lone message create in 34 to 48 ms (median) until every connection
+        # had been used, 10 ms with this.
+        pool_use_lifo=True,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.database_statement_timeout_ms),

@@ -44,13 +44,8 @@ local floor = tonumber(ARGV[1])
 if current < floor then redis.call('SET', KEYS[1], floor) end
 return redis.call('INCR', KEYS[1])
 """
-# Increment only an existing key; nil tells the caller to seed it from the database.
-_INCREMENT_IF_PRESENT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
-return false
-"""
-
-# The same for many keys at once: raise each existing KEYS[i] by ARGV[i]; 0 for a missing key.
+# Raise each existing KEYS[i] by ARGV[i] and return its new value; 0 for a missing key,
+# which the caller must first seed from the database.
 _INCREMENT_EACH_IF_PRESENT = """
 local last = {}
 for i, key in ipairs(KEYS) do
@@ -93,7 +88,6 @@ class NumberAllocator:
     def __init__(self, redis: Redis | None) -> None:
         self.redis = redis
         if redis is not None:
-            self._increment_if_present = redis.register_script(_INCREMENT_IF_PRESENT)
             self._raise_and_increment_script = redis.register_script(_RAISE_AND_INCREMENT)
             self._increment_each_if_present = redis.register_script(_INCREMENT_EACH_IF_PRESENT)
 
@@ -103,8 +97,8 @@ class NumberAllocator:
         """The next number of ``sequence`` under ``parent_id``; ``key`` names its Redis key."""
         if self.redis is not None:
             try:
-                number = await self._increment_if_present(keys=[key])
-                if number is None:
+                [number] = await self._increment_each_if_present(keys=[key], args=[1])
+                if not number:
                     floor = await database_floor(session, sequence, parent_id)
                     number = await self._raise_and_increment(key, floor)
                 return int(number)

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import structlog
 from fastapi import Request, Response
@@ -77,11 +78,11 @@ class Verdict:
 class Rate:
     limit: RateLimitItem
 
-    @property
+    @cached_property
     def period(self) -> float:
         return float(self.limit.get_expiry())
 
-    @property
+    @cached_property
     def interval(self) -> float:
         return self.period / self.limit.amount
 

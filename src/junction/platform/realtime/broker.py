@@ -162,26 +162,28 @@ class RedisBroker(Broker):
         self._starting = asyncio.Lock()
 
     async def publish(self, stream: str, message: Any) -> int:
-        keys, args = self._publish_arguments(stream, message)
-        event_id = await self._publish_script(keys=keys, args=args)
-        metrics.BROADCASTS.inc()
-        return int(event_id)
+        [event_id] = await self.publish_many([(stream, message)])
+        return event_id
 
     async def publish_many(self, messages: Sequence[tuple[str, Any]]) -> list[int]:
         """One round trip for all: each message is still its own atomic script."""
+        sequence = f"{KEY_PREFIX}:seq"
         async with self._redis.pipeline(transaction=False) as pipeline:
             for stream, message in messages:
-                keys, args = self._publish_arguments(stream, message)
-                await self._publish_script(keys=keys, args=args, client=pipeline)
+                payload = encode_message(message)
+                await self._publish_script(
+                    keys=[sequence, _log_key(stream)],
+                    args=[
+                        self._channel(stream),
+                        payload,
+                        self._replay_size,
+                        self._replay_ttl_seconds,
+                    ],
+                    client=pipeline,
+                )
             event_ids = await pipeline.execute()
         metrics.BROADCASTS.inc(len(messages))
         return [int(event_id) for event_id in event_ids]
-
-    def _publish_arguments(self, stream: str, message: Any) -> tuple[list[str], list[Any]]:
-        """The script's keys and arguments."""
-        payload = encode_message(message)
-        args = [self._channel(stream), payload, self._replay_size, self._replay_ttl_seconds]
-        return [f"{KEY_PREFIX}:seq", _log_key(stream)], args
 
     async def replay(self, stream: str, after_id: int) -> list[Broadcast]:
         raw = await self._redis.xrange(_log_key(stream), min=f"({after_id}-0", max="+")

@@ -21,6 +21,7 @@ from junction.platform.db import Database
 from junction.platform.jobs import cli as jobs_cli
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.migrations import upgrade_to_head
+from junction.platform.realtime import UVICORN_WEBSOCKET_OPTIONS
 from junction.settings import get_settings, settings_reference
 from junction.wellness import cli as wellness_cli
 
@@ -92,14 +93,7 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
         proxy_headers=True,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         loop=settings.event_loop,
-        # Browsers offer permessage-deflate on every WebSocket; accepting it costs a zlib
-        # stream per connection (memory) and a compression per client per broadcast
-        # (CPU), for live-channel frames of a few hundred bytes.
-        ws_per_message_deflate=False,
-        # Action Cable's own ping (every 3 s, platform.realtime) already keeps connections
-        # alive; uvicorn's protocol-level ping would add a timer per connection and a
-        # ping and pong per client every 20 s on top.
-        ws_ping_interval=None,
+        **UVICORN_WEBSOCKET_OPTIONS,
     )
 
 

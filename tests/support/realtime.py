@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
 from junction.platform.auth import Scope, create_api_key
-from junction.platform.realtime import Broker
+from junction.platform.realtime import UVICORN_WEBSOCKET_OPTIONS, Broker
 from tests.support.live import free_port
 
 
@@ -44,12 +44,14 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[RunningServer]:
-    """``app`` served on ``port`` (a free loopback port by default) until the block ends."""
+async def serving(
+    app: FastAPI, port: int | None = None, ws: str | None = None
+) -> AsyncIterator[RunningServer]:
+    """``app`` served on ``port`` (a free loopback port by default) until the block ends,
+    with ``junction serve``'s WebSocket options; ``ws`` names another WebSocket protocol."""
     port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, ws_per_message_deflate=False
-    )
+    options = UVICORN_WEBSOCKET_OPTIONS | ({"ws": ws} if ws else {})
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

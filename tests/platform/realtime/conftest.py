@@ -19,7 +19,16 @@ ServeFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 
 @pytest.fixture
-def serve(settings: Settings) -> ServeFactory:
+def websocket_protocol() -> str | None:
+    """The uvicorn WebSocket protocol to serve with; None is ``junction serve``'s own.
+
+    A test module overrides this fixture to run its tests under other protocols too.
+    """
+    return None
+
+
+@pytest.fixture
+def serve(settings: Settings, websocket_protocol: str | None) -> ServeFactory:
     """``async with serve(realtime_send_queue_size=8) as server: ...``"""
 
     @asynccontextmanager
@@ -29,7 +38,7 @@ def serve(settings: Settings) -> ServeFactory:
         overrides.setdefault("realtime_ping_interval_seconds", 0.2)
         app = create_app(settings.model_copy(update=overrides))
         prepare(app)
-        async with serving(app) as server:
+        async with serving(app, ws=websocket_protocol) as server:
             yield server
 
     return running

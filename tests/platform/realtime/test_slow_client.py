@@ -8,6 +8,7 @@ import json
 import os
 import socket
 
+import pytest
 from prometheus_client import REGISTRY
 
 from tests.platform.realtime.conftest import RunningServer, ServeFactory, cable_client
@@ -15,6 +16,13 @@ from tests.platform.realtime.conftest import RunningServer, ServeFactory, cable_
 USER_UPDATES = '{"channel":"UserUpdatesChannel"}'
 MESSAGES = 200
 PAYLOAD = "x" * 50_000  # 10 MB in all: more than loopback socket buffers hold
+
+
+@pytest.fixture(params=[None, "websockets-sansio"], ids=["prepared-frames", "asgi-only"])
+def websocket_protocol(request: pytest.FixtureRequest) -> str | None:
+    """Prepared frames stop once the socket's buffer is full; plain ASGI sends wait."""
+    protocol: str | None = request.param
+    return protocol
 
 
 async def _stalled_client(server: RunningServer) -> socket.socket:

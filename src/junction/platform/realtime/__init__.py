@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 
@@ -42,6 +42,7 @@ __all__ = [
     "JOBS_STREAM",
     "SYNC_STATUS_STREAM",
     "USER_UPDATES_STREAM",
+    "UVICORN_WEBSOCKET_OPTIONS",
     "Broadcast",
     "Broker",
     "Channel",
@@ -53,6 +54,22 @@ __all__ = [
     "register_channel",
     "running_realtime",
 ]
+
+
+UVICORN_WEBSOCKET_OPTIONS: dict[str, Any] = {
+    # uvicorn's WebSocket protocol, plus writing one broadcast's encoded frame to each
+    # client's socket directly (prepared_frames).
+    "ws": "junction.platform.realtime.prepared_frames:PreparedFramesProtocol",
+    # Browsers offer permessage-deflate on every WebSocket; accepting it costs a zlib
+    # stream per connection (memory) and a compression per client per broadcast (CPU),
+    # for live-channel frames of a few hundred bytes.
+    "ws_per_message_deflate": False,
+    # Action Cable's own ping (every 3 s, connections.Hub) already keeps connections
+    # alive; uvicorn's protocol-level ping would add a timer per connection and a ping
+    # and pong per client every 20 s on top.
+    "ws_ping_interval": None,
+}
+"""How ``junction serve`` runs uvicorn's WebSockets (and the tests' servers too)."""
 
 
 async def _current_broker(request: Request) -> Broker | None:

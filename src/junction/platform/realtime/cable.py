@@ -15,12 +15,14 @@ the whole connection with ``disconnect`` reason ``unauthorized`` and no reconnec
 Written on Starlette's WebSocket: no maintained Python library speaks Action Cable.
 
 The hot path is one broadcast reaching thousands of connections. Its frame is built once
-per identifier (``BroadcastFrames``, shared by every subscription to that identifier) and
-handed to each connection. A connection whose writer is idle writes it at once, from the
-broadcast's own loop (``start_eagerly``); one that is still writing queues it in its
-``SendQueue``, which its writer task drains. Waking a writer task per client per
-broadcast instead doubled the server's CPU per broadcast (10,000 clients: 0.9 s against
-0.45 s in ``bench/realtime_fanout.py``). Nothing on that path logs.
+per identifier (``BroadcastFrames``, shared by every subscription to that identifier),
+encoded as WebSocket bytes once (``TextFrameEncoder``), and each connection whose writer is
+idle hands those bytes straight to its socket (``prepared_frames``, which ``junction
+serve`` offers). A connection that is still writing, or whose socket buffer is full,
+queues the frame in its ``SendQueue``, which its writer task drains through ASGI. Waking
+a writer task per client per broadcast instead doubled the server's CPU per broadcast
+(10,000 clients: 0.9 s against 0.45 s in ``bench/realtime_fanout.py``). Nothing on that
+path logs.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ import asyncio
 import contextlib
 import json
 import weakref
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -55,6 +55,7 @@ from junction.platform.realtime.connections import (
     compact_json,
     disconnect_frame,
 )
+from junction.platform.realtime.prepared_frames import TextFrameEncoder, frame_writer
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +74,7 @@ class CableContext:
     channels: ChannelRegistry
     database: Database
     send_queue_size: int
+    encoder: TextFrameEncoder = field(default_factory=TextFrameEncoder)
     frames: weakref.WeakValueDictionary[str, BroadcastFrames] = field(
         default_factory=weakref.WeakValueDictionary
     )
@@ -178,31 +180,6 @@ class SendQueue:
         return frames
 
 
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None] | None:
-    """Run ``coro`` in the caller until it first has to wait; None if it finished.
-
-    What asyncio's eager task factory does from Python 3.12 on. An ASGI ``send`` of a
-    small frame to a client that keeps up finishes without waiting; if it must wait
-    (the client's socket buffer is full), the rest is returned, for a task to await.
-    """
-    try:
-        waiting_on = coro.send(None)
-    except StopIteration:
-        return None
-    return _finish(coro, waiting_on)
-
-
-async def _finish(coro: Coroutine[Any, Any, None], waiting_on: asyncio.Future[Any] | None) -> None:
-    try:
-        if waiting_on is None:  # a bare yield, as asyncio.sleep(0) does
-            await asyncio.sleep(0)
-        else:
-            await asyncio.wait({waiting_on})
-        await coro  # resumes it where it waited, with that future now done
-    finally:
-        coro.close()
-
-
 class CableSubscription:
     """One identifier of one connection."""
 
@@ -228,7 +205,7 @@ class CableConnection:
         self._queue = SendQueue(context.send_queue_size)
         self._goodbye: str | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._unfinished_send: Coroutine[Any, Any, None] | None = None
+        self._write_frame = frame_writer(websocket.scope)
 
     async def run(self) -> None:
         self.offer(WELCOME)
@@ -245,23 +222,16 @@ class CableConnection:
     def offer(self, frame: str, *, counted: bool = False) -> None:
         if self._goodbye is not None:
             return
-        if self._unfinished_send is None and self._queue.idle():
-            self._send_now(frame, counted)
+        if self._queue.idle() and self._write_now(frame):
+            if counted:
+                _cable_sent.inc()
         elif not self._queue.put(frame, counted):
             self.drop(SLOW_CLIENT, reconnect=True)
 
-    def _send_now(self, frame: str, counted: bool) -> None:
-        """Write from the caller; if the send has to wait, the writer task finishes it."""
-        try:
-            self._unfinished_send = start_eagerly(self.websocket.send_text(frame))
-        except Exception:  # the client went away; stop as the writer would
-            if self._writer is not None:
-                self._writer.cancel()
-            return
-        if counted:
-            _cable_sent.inc()
-        if self._unfinished_send is not None:
-            self._queue.wake()
+    def _write_now(self, frame: str) -> bool:
+        """Hand the frame's bytes to the socket, if the server allows it and it has room."""
+        write = self._write_frame
+        return write is not None and write(self.context.encoder.encode(frame))
 
     def ping(self, frame: str) -> None:
         self.offer(frame)
@@ -278,11 +248,7 @@ class CableConnection:
     async def _write(self) -> None:
         try:
             while True:
-                frames = await self._queue.take_all()
-                if self._unfinished_send is not None:
-                    await self._unfinished_send
-                    self._unfinished_send = None
-                await self._send_all(frames)
+                await self._send_all(await self._queue.take_all())
         except asyncio.CancelledError:
             if self._goodbye is None:
                 raise
@@ -292,10 +258,6 @@ class CableConnection:
             await self._say_goodbye(self._goodbye)
         except Exception:  # the client went away mid-send; the reader sees it too
             return
-        finally:
-            # A send still waiting for the client's buffer wrote nothing yet: drop it.
-            if self._unfinished_send is not None:
-                self._unfinished_send.close()
 
     async def _send_all(self, frames: list[tuple[str, bool]]) -> None:
         sent = 0

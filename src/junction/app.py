@@ -145,7 +145,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     database = Database(settings)
     app.state.database = database
     app.state.redis = open_redis(settings)
-    app.state.rate_limiter = RateLimiter(settings.rate_limits, app.state.redis)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limits, app.state.redis, settings.redis_retry_seconds
+    )
     app.state.cache = open_cache(settings)
     app.state.storage = open_storage(settings)
     app.state.startup = StartupState()

@@ -213,9 +213,14 @@ class Settings(BaseSettings):
     cache_ttl_seconds: float = Field(default=3600.0, gt=0)
     """Lifetime of a cached response."""
     cache_max_entries: int = Field(default=100, ge=1, description="In-process LRU size.")
-    cache_redis_retry_seconds: float = Field(
-        default=5.0, gt=0, description="After a Redis failure, memory serves this long."
+    redis_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=_env_alias("redis_retry_seconds", "JUNCTION_CACHE_REDIS_RETRY_SECONDS"),
     )
+    """After Redis fails, the cache and the rate limits use per-process memory this long
+    before they try it again (also read from its former name,
+    `JUNCTION_CACHE_REDIS_RETRY_SECONDS`)."""
 
     storage_backend: StorageBackend = StorageBackend.local
     """Where uploaded files live: `local` (a folder) or `s3` (S3 or an S3-compatible store)."""

@@ -40,9 +40,7 @@ async def test_invalidating_a_namespace_changes_its_keys_only() -> None:
 
 
 async def test_redis_unreachable_falls_back_to_memory_and_counts_it() -> None:
-    settings = Settings(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", cache_redis_retry_seconds=60
-    )
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_retry_seconds=60)
     cache = open_cache(settings)
     assert isinstance(cache, RedisCache)
     before = CACHE_FALLBACKS._value.get()
@@ -50,7 +48,7 @@ async def test_redis_unreachable_falls_back_to_memory_and_counts_it() -> None:
         key = await cache.key("events", "q")
         await cache.set(key, b"body")
         assert await cache.get(key) == b"body"
-        assert cache.using_fallback
+        assert cache.outage.skipping
         assert CACHE_FALLBACKS._value.get() > before
     finally:
         await cache.close()
@@ -80,7 +78,7 @@ async def test_redis_cache_is_shared_bounded_and_invalidated_across_instances() 
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="needs JUNCTION_TEST_REDIS_URL")
 async def test_redis_cache_goes_back_to_redis_once_it_answers() -> None:
     assert TEST_REDIS_URL is not None
-    settings = Settings(redis_url=TEST_REDIS_URL, cache_redis_retry_seconds=0.05)
+    settings = Settings(redis_url=TEST_REDIS_URL, redis_retry_seconds=0.05)
     cache = open_cache(settings)
     assert isinstance(cache, RedisCache)
     healthy = cache.redis

@@ -121,6 +121,35 @@ async def test_redis_unreachable_falls_back_to_memory_and_counts_it() -> None:
         assert RATE_LIMIT_FALLBACKS._value.get() == before + 2
 
 
+async def test_a_silent_redis_is_tried_once_per_retry_window() -> None:
+    """A Redis that accepts connections but never answers costs the socket's timeout per
+    call: after the first failure, the limiter leaves it alone for the window."""
+    connections = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()  # never answers; returns when the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2) as redis:
+            limiter = RateLimiter({"default": "5/minute"}, redis, retry_seconds=60)
+            before = RATE_LIMIT_FALLBACKS._value.get()
+            verdicts = [await limiter.hit("default", "caller") for _ in range(8)]
+            assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 3
+            assert RATE_LIMIT_FALLBACKS._value.get() == before + 8
+            tried = connections
+            assert tried >= 1
+            for _ in range(20):
+                await limiter.hit("default", "another caller")
+            assert connections == tried
+    finally:
+        server.close()
+
+
 def test_memory_forgets_callers_whose_allowance_is_whole_again() -> None:
     counters = MemoryCounters()
     rate = Rate(parse("1000/second"))

@@ -1,4 +1,5 @@
-"""Redis clients queue commands beyond their pool's size instead of failing them."""
+"""Redis clients queue commands beyond their pool's size instead of failing them; a
+failed Redis is left alone for a while by the callers that can do without it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,26 @@ import uuid
 import pytest
 
 from junction.platform.ratelimit import RATE_LIMIT_FALLBACKS, RateLimiter
-from junction.platform.redis_pool import open_redis
+from junction.platform.redis_pool import RedisOutage, open_redis
 from junction.settings import Settings
 from tests.conftest import TEST_REDIS_URL
+
+
+def test_an_outage_is_skipped_for_its_window_then_retried() -> None:
+    now = [100.0]
+    outage = RedisOutage("test", retry_seconds=5, clock=lambda: now[0])
+    assert not outage.skipping
+    outage.failed("hit", ConnectionError("refused"))
+    now[0] += 4.9
+    assert outage.skipping
+    now[0] += 0.2
+    assert not outage.skipping  # time to try Redis again
+    outage.failed("hit", ConnectionError("refused"))  # still down: another window
+    now[0] += 4.9
+    assert outage.skipping
+    outage.answered()
+    now[0] += 0.2
+    assert not outage.skipping
 
 
 def test_no_client_without_a_redis_url(settings: Settings) -> None:

@@ -25,6 +25,15 @@ def test_prefixed_name_wins_over_conventional(monkeypatch: pytest.MonkeyPatch) -
     assert Settings().database_url == "sqlite+aiosqlite:///./var/own.db"
 
 
+def test_the_former_name_of_the_redis_retry_window_is_still_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JUNCTION_CACHE_REDIS_RETRY_SECONDS", "12")
+    assert Settings().redis_retry_seconds == 12
+    monkeypatch.setenv("JUNCTION_REDIS_RETRY_SECONDS", "7")
+    assert Settings().redis_retry_seconds == 7
+
+
 def test_defaults_are_the_embedded_mode() -> None:
     settings = Settings(_env_file=None)
     assert settings.is_sqlite

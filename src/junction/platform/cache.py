@@ -3,7 +3,7 @@
 ``open_cache(settings)`` gives Redis when ``JUNCTION_REDIS_URL`` is set and the in-process
 cache otherwise. The Redis cache never fails a request because Redis did: on an error it
 logs, counts the fallback and answers from its in-process cache for
-``cache_redis_retry_seconds`` before it tries Redis again.
+``redis_retry_seconds`` before it tries Redis again (``RedisOutage``).
 
 Invalidation is by namespace version: keys are built with ``await cache.key(namespace,
 suffix)``, which embeds the namespace's current version, and ``invalidate(namespace)``
@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from junction.platform.redis_pool import open_redis
+from junction.platform.redis_pool import RedisOutage, open_redis
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -123,25 +123,16 @@ class RedisCache:
     def __init__(self, redis: Redis, fallback: MemoryCache, retry_seconds: float) -> None:
         self.redis = redis
         self.fallback = fallback
-        self.retry_seconds = retry_seconds
-        self._down_until = 0.0
+        self.outage = RedisOutage("cache", retry_seconds)
         self._pending_invalidations: set[str] = set()
-
-    @property
-    def using_fallback(self) -> bool:
-        return time.monotonic() < self._down_until
 
     def _failed(self, operation: str, exc: Exception) -> None:
         CACHE_FALLBACKS.inc()
-        if not self.using_fallback:
-            log.warning(
-                "redis cache unreachable, using memory", operation=operation, error=str(exc)
-            )
-        self._down_until = time.monotonic() + self.retry_seconds
+        self.outage.failed(operation, exc)
 
     async def _available(self) -> bool:
-        """False while in the fallback window; replays invalidations missed while down."""
-        if self.using_fallback:
+        """False while in the outage window; replays invalidations missed while down."""
+        if self.outage.skipping:
             return False
         if self._pending_invalidations:
             try:
@@ -151,16 +142,18 @@ class RedisCache:
                 self._failed("invalidate", exc)
                 return False
             self._pending_invalidations.clear()
-            log.info("redis cache reachable again")
+            self.outage.answered()
         return True
 
     async def key(self, namespace: str, suffix: str) -> str:
         if await self._available():
             try:
                 version = await self.redis.get(_version_key(namespace))
-                return f"junction:cache:{namespace}:v{int(version or 0)}:{suffix}"
             except RedisError as exc:
                 self._failed("key", exc)
+            else:
+                self.outage.answered()
+                return f"junction:cache:{namespace}:v{int(version or 0)}:{suffix}"
         return await self.fallback.key(namespace, suffix)
 
     async def get(self, key: str) -> bytes | None:
@@ -219,4 +212,4 @@ def open_cache(settings: Settings) -> Cache:
     redis = open_redis(settings, pool_timeout=0.5, socket_connect_timeout=0.5, socket_timeout=0.5)
     if redis is None:
         return memory
-    return RedisCache(redis, memory, settings.cache_redis_retry_seconds)
+    return RedisCache(redis, memory, settings.redis_retry_seconds)

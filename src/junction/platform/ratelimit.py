@@ -13,7 +13,8 @@ script on Redis time, so every web process shares the same clock and counters.
 
 Counters live in Redis when it is configured and in memory otherwise. When Redis stops
 answering, limits are enforced per process in memory (logged and counted) rather than
-letting every request through or failing them all.
+letting every request through or failing them all, and Redis is left alone for
+``redis_retry_seconds`` before it is tried again (``RedisOutage``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
 
-import structlog
 from fastapi import Request, Response
 from limits import RateLimitItem, parse
 from prometheus_client import Counter
@@ -32,8 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from junction.platform.errors import TooManyRequests
-
-log = structlog.get_logger(__name__)
+from junction.platform.redis_pool import RedisOutage
 
 RATE_LIMIT_FALLBACKS = Counter(
     "junction_rate_limit_storage_fallbacks_total",
@@ -120,11 +119,14 @@ class MemoryCounters:
 
 
 class RateLimiter:
-    def __init__(self, limits_by_group: dict[str, str], redis: Redis | None) -> None:
+    def __init__(
+        self, limits_by_group: dict[str, str], redis: Redis | None, retry_seconds: float = 5.0
+    ) -> None:
         self.rates: dict[str, Rate] = {
             group: Rate(parse(spec)) for group, spec in limits_by_group.items()
         }
         self.memory = MemoryCounters()
+        self.outage = RedisOutage("rate limits", retry_seconds)
         self._script = redis.register_script(_GCRA) if redis is not None else None
 
     def rate_for(self, group: str) -> Rate:
@@ -136,14 +138,18 @@ class RateLimiter:
         key = f"{group}:{identity}"
         if self._script is None:
             return self.memory.hit(key, rate)
+        if self.outage.skipping:
+            RATE_LIMIT_FALLBACKS.inc()
+            return self.memory.hit(key, rate)
         try:
             allowed, ahead = await self._script(
                 keys=[KEY_PREFIX + key], args=[rate.interval * 1e6, rate.period * 1e6]
             )
         except RedisError as exc:
             RATE_LIMIT_FALLBACKS.inc()
-            log.warning("rate-limit storage failed, using memory", error=str(exc))
+            self.outage.failed("hit", exc)
             return self.memory.hit(key, rate)
+        self.outage.answered()
         return rate.verdict(bool(allowed), int(ahead) / 1e6)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -110,6 +111,33 @@ async def test_processes_share_the_counters_in_redis(redis_clients: list[Redis])
     assert [v.allowed for v in verdicts] == [True, True, True, False]
     assert [v.remaining for v in verdicts] == [2, 1, 0, 0]
     assert 19 < verdicts[-1].retry_after <= 20
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="needs JUNCTION_TEST_REDIS_URL")
+async def test_concurrent_checks_share_a_round_trip_and_count_exactly(
+    redis_clients: list[Redis],
+) -> None:
+    redis = redis_clients[0]
+    limiter = RateLimiter({"default": "20/minute"}, redis)
+    caller, other = f"caller-{uuid.uuid4()}", f"other-{uuid.uuid4()}"
+    await limiter.hit("default", other)  # loads the script
+    scripts_before = await _script_calls(redis)
+    verdicts = await asyncio.gather(
+        *(limiter.hit("default", caller if n % 5 else other) for n in range(50))
+    )
+    assert await _script_calls(redis) - scripts_before <= 2  # not one per check
+    mine = [v for n, v in enumerate(verdicts) if n % 5]
+    theirs = [v for n, v in enumerate(verdicts) if not n % 5]
+    assert [v.allowed for v in mine] == [True] * 20 + [False] * 20
+    assert [v.remaining for v in mine[:20]] == list(range(19, -1, -1))
+    assert all(v.allowed for v in theirs)  # 1 + 10 of their 20
+    assert [v.remaining for v in theirs] == list(range(18, 8, -1))
+
+
+async def _script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
 
 
 async def test_redis_unreachable_falls_back_to_memory_and_counts_it() -> None:

@@ -1,4 +1,4 @@
-"""Rate limits per route group: the generic cell rate algorithm (GCRA), one Redis call.
+"""Rate limits per route group: the generic cell rate algorithm (GCRA), in Redis or memory.
 
 A limit such as ``600/minute`` (the ``limits`` library's notation, parsed by it) lets a
 caller spend the whole amount at once and then earn one request back every period/amount
@@ -8,8 +8,14 @@ again, and answers allowed, remaining and reset from it in a single step.
 Written by hand rather than with ``limits``' strategies: they answer "allowed" and the
 figures for the ``X-RateLimit-*`` headers in two calls, so two Redis round trips on every
 limited request (an eighth of the server's CPU under a stream of chat messages), and its
-moving window keeps a list entry per request in the window. Here the check is one Lua
+moving window keeps a list entry per request in the window. Here the check is a Lua
 script on Redis time, so every web process shares the same clock and counters.
+
+The checks a process makes while one is in flight are sent together: the next round trip
+carries all of them, in arrival order, to one script run. A Redis command costs redis-py
+about 0.3 ms of CPU, as much as the rest of a chat message's create; under 64 concurrent
+creates one round trip then serves dozens of checks. Nothing waits on a timer: a lone
+check goes at once. The verdicts are exactly those of one check at a time.
 
 Counters live in Redis when it is configured and in memory otherwise. When Redis stops
 answering, limits are enforced per process in memory (logged and counted) rather than
@@ -19,6 +25,7 @@ letting every request through or failing them all, and Redis is left alone for
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -43,20 +50,29 @@ RATE_LIMITED = Counter(
 )
 
 KEY_PREFIX = "junction:ratelimit:"
-# In microseconds. Returns whether the request is allowed and how far the caller's
-# allowance-is-whole time lies ahead of now once this request is counted (or refused).
+# Checks sent in one script run at most; bounds the script's time inside Redis.
+MAX_CHECKS_PER_CALL = 256
+# For each key, in microseconds: whether the request is allowed and how far the caller's
+# allowance-is-whole time lies ahead of now once it is counted (or refused). ARGV holds
+# each key's interval and period in turn. A key named twice is counted twice, in order.
 _GCRA = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local ahead = math.max(tonumber(redis.call('GET', KEYS[1]) or now) - now, 0)
-if ahead + interval > period then
-  return {0, ahead}
+local verdicts = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  local ahead = math.max(tonumber(redis.call('GET', key) or now) - now, 0)
+  local allowed = 0
+  if ahead + interval <= period then
+    allowed = 1
+    ahead = ahead + interval
+    redis.call('SET', key, string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
+  end
+  verdicts[2 * i - 1] = allowed
+  verdicts[2 * i] = ahead
 end
-ahead = ahead + interval
-redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
-return {1, ahead}
+return verdicts
 """
 # The memory counters drop callers whose allowance is whole again once they number this many.
 MEMORY_PRUNE_AT = 10_000
@@ -118,6 +134,13 @@ class MemoryCounters:
         return len(self._whole_at)
 
 
+@dataclass(slots=True)
+class _Check:
+    key: str
+    rate: Rate
+    verdict: asyncio.Future[Verdict]
+
+
 class RateLimiter:
     def __init__(
         self, limits_by_group: dict[str, str], redis: Redis | None, retry_seconds: float = 5.0
@@ -128,6 +151,8 @@ class RateLimiter:
         self.memory = MemoryCounters()
         self.outage = RedisOutage("rate limits", retry_seconds)
         self._script = redis.register_script(_GCRA) if redis is not None else None
+        self._queued: list[_Check] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def rate_for(self, group: str) -> Rate:
         return self.rates.get(group) or self.rates["default"]
@@ -141,16 +166,48 @@ class RateLimiter:
         if self.outage.skipping:
             RATE_LIMIT_FALLBACKS.inc()
             return self.memory.hit(key, rate)
-        try:
-            allowed, ahead = await self._script(
-                keys=[KEY_PREFIX + key], args=[rate.interval * 1e6, rate.period * 1e6]
-            )
-        except RedisError as exc:
-            RATE_LIMIT_FALLBACKS.inc()
-            self.outage.failed("hit", exc)
-            return self.memory.hit(key, rate)
-        self.outage.answered()
-        return rate.verdict(bool(allowed), int(ahead) / 1e6)
+        check = _Check(key, rate, asyncio.get_running_loop().create_future())
+        self._queued.append(check)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_while_queued())
+        return await check.verdict
+
+    async def _send_while_queued(self) -> None:
+        """Runs only while checks are queued, so an idle process holds no task."""
+        while self._queued:
+            batch = self._queued[:MAX_CHECKS_PER_CALL]
+            self._queued = self._queued[MAX_CHECKS_PER_CALL:]
+            try:
+                verdicts = await self._verdicts(batch)
+            except BaseException as exc:  # never leave a request waiting forever
+                stranded, self._queued = batch + self._queued, []
+                for check in stranded:
+                    if not check.verdict.done():
+                        check.verdict.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            for check, verdict in zip(batch, verdicts, strict=True):
+                if not check.verdict.done():  # the request may have gone away
+                    check.verdict.set_result(verdict)
+
+    async def _verdicts(self, batch: list[_Check]) -> list[Verdict]:
+        if self._script is not None and not self.outage.skipping:
+            args: list[float] = []
+            for check in batch:
+                args += (check.rate.interval * 1e6, check.rate.period * 1e6)
+            try:
+                flat = await self._script(keys=[KEY_PREFIX + c.key for c in batch], args=args)
+            except RedisError as exc:
+                self.outage.failed("hit", exc)
+            else:
+                self.outage.answered()
+                return [
+                    check.rate.verdict(bool(flat[2 * i]), int(flat[2 * i + 1]) / 1e6)
+                    for i, check in enumerate(batch)
+                ]
+        RATE_LIMIT_FALLBACKS.inc(len(batch))
+        return [self.memory.hit(check.key, check.rate) for check in batch]
 
 
 def client_identity(request: Request) -> str:

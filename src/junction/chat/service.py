@@ -32,7 +32,7 @@ from junction.chat.schemas import Accepted, MessagePublic
 from junction.chat.search import query_words
 from junction.platform.db import run_after_commit
 from junction.platform.errors import Conflict, JunctionError, NotFound, ValidationFailed
-from junction.platform.jobs import enqueue
+from junction.platform.jobs import enqueue, enqueue_unique
 from junction.platform.realtime import Broker
 
 REFRESH_COUNTS_JOB = "chat.refresh_counts"
@@ -323,14 +323,19 @@ async def _counts_jobs(session: AsyncSession, chats: dict[int, tuple[str, int]])
         else:
             unknown[_counts_key("chat", chat_id, window)] = chat_id
     queued = await repository.queued_jobs_with_keys(session, unknown) if unknown else {}
+    enqueued = await enqueue_unique(
+        session,
+        REFRESH_COUNTS_JOB,
+        {key: {"chat": chat_id} for key, chat_id in unknown.items() if key not in queued},
+        run_at=_counts_run_at(window),
+    )
     for unique_key, chat_id in unknown.items():
-        job_id = queued.get(unique_key)
-        if job_id is None:
-            job_id = await _enqueue_counts_job(session, "chat", chat_id, window)
-            _remember_after_commit(session, window, chats[chat_id], job_id)
+        if unique_key in queued:
+            jobs[chat_id] = queued[unique_key]
+            _known_counts_jobs.add(window, chats[chat_id], jobs[chat_id])
         else:
-            _known_counts_jobs.add(window, chats[chat_id], job_id)
-        jobs[chat_id] = job_id
+            jobs[chat_id] = enqueued[unique_key].id
+            _remember_after_commit(session, window, chats[chat_id], jobs[chat_id])
     return jobs
 
 
@@ -348,15 +353,19 @@ def _counts_key(parent: str, parent_id: int, window: int) -> str:
 async def _enqueue_counts_job(
     session: AsyncSession, parent: str, parent_id: int, window: int
 ) -> int:
-    run_at = (window + 1) * COUNTS_WINDOW_SECONDS + COUNTS_SETTLE_SECONDS
     enqueued = await enqueue(
         session,
         REFRESH_COUNTS_JOB,
         {parent: parent_id},
-        run_at=datetime.fromtimestamp(run_at, UTC),
+        run_at=_counts_run_at(window),
         unique_key=_counts_key(parent, parent_id, window),
     )
     return enqueued.id
+
+
+def _counts_run_at(window: int) -> datetime:
+    """Just after the window ends: one recount for every create in it."""
+    return datetime.fromtimestamp((window + 1) * COUNTS_WINDOW_SECONDS + COUNTS_SETTLE_SECONDS, UTC)
 
 
 async def refresh_counts(session: AsyncSession, payload: dict[str, Any]) -> dict[str, int]:

@@ -116,6 +116,54 @@ async def test_concurrent_enqueues_with_one_unique_key_make_one_job(
         await asyncio.gather(*(d.dispose() for d in databases))
 
 
+async def test_enqueue_unique_adds_new_keys_and_joins_held_ones(database: Database) -> None:
+    async with database.transaction() as session:
+        held = await enqueue(session, "tests.noop", {"n": 0}, unique_key="held")
+    run_at = utcnow() + timedelta(minutes=5)
+    async with database.transaction() as session:
+        enqueued = await job_queue.enqueue_unique(
+            session, "tests.noop", {"b": {"n": 2}, "held": {"n": 9}, "a": {"n": 1}}, run_at=run_at
+        )
+    assert enqueued["held"] == job_queue.Enqueued(held.id, created=False)
+    assert enqueued["a"].created
+    assert enqueued["b"].created
+    stored = await jobs_by_id(database)
+    assert [stored[enqueued[k].id].payload for k in ("a", "b", "held")] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 0},  # the holder is unchanged
+    ]
+    assert {stored[enqueued[k].id].unique_key for k in ("a", "b")} == {"a", "b"}
+    assert all(
+        abs(stored[enqueued[k].id].run_at - run_at) < timedelta(seconds=1) for k in ("a", "b")
+    )
+    assert await _count(database) == 3
+
+
+async def test_concurrent_enqueue_unique_of_overlapping_keys_makes_one_job_each(
+    job_settings: Settings,
+) -> None:
+    databases = [Database(job_settings) for _ in range(6)]
+    keys = [f"k{n}" for n in range(20)]
+
+    async def enqueue_in(database: Database, index: int) -> dict[str, int]:
+        # Each enqueuer names the keys in its own order.
+        mine = keys[index:] + keys[:index]
+        async with database.transaction() as session:
+            enqueued = await job_queue.enqueue_unique(
+                session, "tests.noop", {key: {"by": index} for key in mine}
+            )
+        return {key: e.id for key, e in enqueued.items()}
+
+    try:
+        results = await asyncio.gather(*(enqueue_in(d, i) for i, d in enumerate(databases)))
+        for key in keys:
+            assert len({result[key] for result in results}) == 1
+        assert await _count(databases[0]) == len(keys)
+    finally:
+        await asyncio.gather(*(d.dispose() for d in databases))
+
+
 async def test_concurrent_claimers_never_claim_a_job_twice(
     job_settings: Settings, database: Database
 ) -> None:

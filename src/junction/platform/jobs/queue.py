@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from junction.platform.db import run_after_commit, utcnow
 from junction.platform.errors import Conflict, NotFound
 from junction.platform.jobs.models import Job, JobState
-from junction.platform.jobs.registry import JobRegistry, registry
+from junction.platform.jobs.registry import JobDefinition, JobRegistry, registry
 
 NOTIFY_CHANNEL = "junction_jobs"
 KEPT_ERRORS = 20
@@ -83,23 +83,19 @@ async def enqueue(
     With ``unique_key``, a job holding that key while queued or running absorbs this one:
     its id comes back with ``created=False``.
     """
-    definition = jobs_registry.get(name)
     now = utcnow()
-    values = {
-        "name": name,
-        "payload": payload,
-        "queue": queue or definition.queue,
-        "priority": definition.priority if priority is None else priority,
-        "state": JobState.queued.value,
-        "attempts": 0,
-        "max_attempts": max_attempts or definition.max_attempts,
-        "timeout_seconds": timeout_seconds or definition.timeout_seconds,
-        "unique_key": unique_key,
-        "created_by": created_by,
-        "run_at": run_at or now + timedelta(seconds=delay_seconds or 0),
-        "created_at": now,
-        "errors": [],
-    }
+    values = _row(
+        jobs_registry.get(name),
+        now,
+        payload,
+        queue=queue,
+        priority=priority,
+        run_at=run_at or now + timedelta(seconds=delay_seconds or 0),
+        max_attempts=max_attempts,
+        timeout_seconds=timeout_seconds,
+        unique_key=unique_key,
+        created_by=created_by,
+    )
     job_id = await _insert(session, values)
     while job_id is None:
         assert unique_key is not None
@@ -123,32 +119,96 @@ async def enqueue_many(
     """Add many jobs of one name in a single INSERT (no unique keys, handler defaults)."""
     if not payloads:
         return
-    definition = jobs_registry.get(name)
-    now = utcnow()
-    shared = {
-        "name": name,
+    definition, now = jobs_registry.get(name), utcnow()
+    rows = [_row(definition, now, payload, queue=queue) for payload in payloads]
+    await session.execute(insert(jobs), rows)
+    await _announce(session, str(rows[0]["queue"]))
+
+
+async def enqueue_unique(
+    session: AsyncSession,
+    name: str,
+    payloads: Mapping[str, Any],
+    *,
+    run_at: datetime | None = None,
+    jobs_registry: JobRegistry = registry,
+) -> dict[str, Enqueued]:
+    """``enqueue`` for many unique keys (each with its payload) in one INSERT.
+
+    Each key gets its new job, or the job that holds it (``created=False``). One statement
+    instead of one per key: a chat batch's counts jobs, for dozens of chats at once.
+    """
+    if not payloads:
+        return {}
+    definition, now = jobs_registry.get(name), utcnow()
+    # In key order, so that transactions enqueueing the same keys wait on each other's
+    # keys in one order, never in a cycle.
+    rows = [
+        _row(definition, now, payload, run_at=run_at or now, unique_key=key)
+        for key, payload in sorted(payloads.items())
+    ]
+    inserted = await session.execute(
+        _unique_insert(session, rows).returning(jobs.c.unique_key, jobs.c.id)
+    )
+    enqueued = {key: Enqueued(job_id, created=True) for key, job_id in inserted}
+    if enqueued:
+        await _announce(session, str(rows[0]["queue"]))
+    for key in sorted(payloads.keys() - enqueued.keys()):  # held, or freed since: rare
+        enqueued[key] = await enqueue(
+            session, name, payloads[key], run_at=run_at, unique_key=key, jobs_registry=jobs_registry
+        )
+    return enqueued
+
+
+def _row(
+    definition: JobDefinition,
+    now: datetime,
+    payload: Any,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    timeout_seconds: float | None = None,
+    unique_key: str | None = None,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    """A job's row: what the caller gave, the handler's registration for the rest."""
+    return {
+        "name": definition.name,
+        "payload": payload,
         "queue": queue or definition.queue,
-        "priority": definition.priority,
+        "priority": definition.priority if priority is None else priority,
         "state": JobState.queued.value,
         "attempts": 0,
-        "max_attempts": definition.max_attempts,
-        "timeout_seconds": definition.timeout_seconds,
-        "run_at": now,
+        "max_attempts": max_attempts or definition.max_attempts,
+        "timeout_seconds": timeout_seconds or definition.timeout_seconds,
+        "unique_key": unique_key,
+        "created_by": created_by,
+        "run_at": run_at or now,
         "created_at": now,
         "errors": [],
     }
-    await session.execute(insert(jobs), [{**shared, "payload": p} for p in payloads])
-    await _announce(session, str(shared["queue"]))
+
+
+def _unique_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> Any:
+    """INSERT of ``rows`` that skips a row whose unique key a queued or running job holds."""
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        upsert(jobs)
+        .values(rows)
+        .on_conflict_do_nothing(
+            index_elements=["unique_key"], index_where=text("state IN ('queued', 'running')")
+        )
+    )
 
 
 async def _insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
-    dialect = session.get_bind().dialect.name
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(jobs).values(**values)
-    if values["unique_key"] is not None:
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["unique_key"], index_where=text("state IN ('queued', 'running')")
-        )
+    if values["unique_key"] is None:
+        statement = insert(jobs).values(values)
+    else:
+        statement = _unique_insert(session, [values])
     result = await session.execute(statement.returning(jobs.c.id))
     job_id: int | None = result.scalar_one_or_none()
     return job_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,14 +99,17 @@ def start_live_server(
             env=environment_for(settings, **extra_env),
             stdout=subprocess.DEVNULL,
             stderr=log_file,
+            # Its own process group: with --workers N, killing uvicorn's supervisor alone
+            # would leave its web processes running, on the test's database, after the test.
+            start_new_session=True,
         )
         server = LiveServer(f"http://127.0.0.1:{port}", process, log_file)
         try:
             wait_until_ready(server)
             yield server
         finally:
-            if process.poll() is None:
-                process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
 

@@ -14,8 +14,9 @@ script on Redis time, so every web process shares the same clock and counters.
 The checks a process makes while one is in flight are sent together: the next round trip
 carries all of them, in arrival order, to one script run. A check of its own cost the
 server about 0.3 ms of CPU per request through redis-py, as much as the rest of a chat
-message's create; under 64 concurrent creates one round trip now serves dozens. Nothing waits on a timer: a lone
-check goes at once. The verdicts are exactly those of one check at a time.
+message's create; under 64 concurrent creates one round trip now serves dozens. Nothing
+waits on a timer: a lone check goes at once. The verdicts are exactly those of one check
+at a time.
 
 Counters live in Redis when it is configured and in memory otherwise. When Redis stops
 answering, limits are enforced per process in memory (logged and counted) rather than

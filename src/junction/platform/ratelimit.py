@@ -11,12 +11,12 @@ limited request (an eighth of the server's CPU under a stream of chat messages),
 moving window keeps a list entry per request in the window. Here the check is a Lua
 script on Redis time, so every web process shares the same clock and counters.
 
-The checks a process makes while one is in flight are sent together: the next round trip
-carries all of them, in arrival order, to one script run. A check of its own cost the
-server about 0.3 ms of CPU per request through redis-py, as much as the rest of a chat
-message's create; under 64 concurrent creates one round trip now serves dozens. Nothing
-waits on a timer: a lone check goes at once. The verdicts are exactly those of one check
-at a time.
+The checks a process makes while one is in flight are sent together
+(``platform.coalescing``): the next round trip carries all of them, in arrival order, to
+one script run. A check of its own cost the server about 0.3 ms of CPU per request
+through redis-py, as much as the rest of a chat message's create; under 64 concurrent
+creates one round trip now serves dozens. Nothing waits on a timer: a lone check goes at
+once. The verdicts are exactly those of one check at a time.
 
 Counters live in Redis when it is configured and in memory otherwise. When Redis stops
 answering, limits are enforced per process in memory (logged and counted) rather than
@@ -26,7 +26,6 @@ letting every request through or failing them all, and Redis is left alone for
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from junction.platform.coalescing import Coalescer
 from junction.platform.errors import TooManyRequests
 from junction.platform.redis_pool import RedisOutage
 
@@ -135,13 +135,6 @@ class MemoryCounters:
         return len(self._whole_at)
 
 
-@dataclass(slots=True)
-class _Check:
-    key: str
-    rate: Rate
-    verdict: asyncio.Future[Verdict]
-
-
 class RateLimiter:
     def __init__(
         self, limits_by_group: dict[str, str], redis: Redis | None, retry_seconds: float = 5.0
@@ -152,8 +145,7 @@ class RateLimiter:
         self.memory = MemoryCounters()
         self.outage = RedisOutage("rate limits", retry_seconds)
         self._script = redis.register_script(_GCRA) if redis is not None else None
-        self._queued: list[_Check] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._checks = Coalescer(self._verdicts, MAX_CHECKS_PER_CALL)
 
     def rate_for(self, group: str) -> Rate:
         return self.rates.get(group) or self.rates["default"]
@@ -167,48 +159,26 @@ class RateLimiter:
         if self.outage.skipping:
             RATE_LIMIT_FALLBACKS.inc()
             return self.memory.hit(key, rate)
-        check = _Check(key, rate, asyncio.get_running_loop().create_future())
-        self._queued.append(check)
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_while_queued())
-        return await check.verdict
+        return await self._checks.submit((key, rate))
 
-    async def _send_while_queued(self) -> None:
-        """Runs only while checks are queued, so an idle process holds no task."""
-        while self._queued:
-            batch = self._queued[:MAX_CHECKS_PER_CALL]
-            self._queued = self._queued[MAX_CHECKS_PER_CALL:]
-            try:
-                verdicts = await self._verdicts(batch)
-            except BaseException as exc:  # never leave a request waiting forever
-                stranded, self._queued = batch + self._queued, []
-                for check in stranded:
-                    if not check.verdict.done():
-                        check.verdict.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                return
-            for check, verdict in zip(batch, verdicts, strict=True):
-                if not check.verdict.done():  # the request may have gone away
-                    check.verdict.set_result(verdict)
-
-    async def _verdicts(self, batch: list[_Check]) -> list[Verdict]:
+    async def _verdicts(self, checks: list[tuple[str, Rate]]) -> list[Verdict]:
+        # Checked again: Redis may have failed while these checks were queued.
         if self._script is not None and not self.outage.skipping:
             args: list[float] = []
-            for check in batch:
-                args += (check.rate.interval * 1e6, check.rate.period * 1e6)
+            for _, rate in checks:
+                args += (rate.interval * 1e6, rate.period * 1e6)
             try:
-                flat = await self._script(keys=[KEY_PREFIX + c.key for c in batch], args=args)
+                flat = await self._script(keys=[KEY_PREFIX + key for key, _ in checks], args=args)
             except RedisError as exc:
                 self.outage.failed("hit", exc)
             else:
                 self.outage.answered()
                 return [
-                    check.rate.verdict(bool(flat[2 * i]), int(flat[2 * i + 1]) / 1e6)
-                    for i, check in enumerate(batch)
+                    rate.verdict(bool(flat[2 * i]), int(flat[2 * i + 1]) / 1e6)
+                    for i, (_, rate) in enumerate(checks)
                 ]
-        RATE_LIMIT_FALLBACKS.inc(len(batch))
-        return [self.memory.hit(check.key, check.rate) for check in batch]
+        RATE_LIMIT_FALLBACKS.inc(len(checks))
+        return [self.memory.hit(key, rate) for key, rate in checks]
 
 
 def client_identity(request: Request) -> str:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from junction.cli import app as cli
 from junction.platform.auth import ApiKey, Scope, create_api_key
-from junction.platform.db import Database, DbSession
+from junction.platform.db import Database, DbSession, pending_after_commit
 from junction.settings import Settings, get_settings
 
 
@@ -104,3 +104,32 @@ def test_migrate_command_builds_a_fresh_database(
     with sqlite3.connect(path) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"api_keys", "alembic_version"} <= tables
+
+
+class _Rollback(Exception):
+    pass
+
+
+async def test_gathered_items_are_flushed_once_after_commit_and_dropped_on_rollback(
+    settings: Settings,
+) -> None:
+    database = Database(settings)
+    flushed: list[list[object]] = []
+    try:
+
+        async def gather_then_fail() -> None:
+            async with database.transaction() as session:
+                pending_after_commit(session, "test", flushed.append).append("rolled back")
+                raise _Rollback
+
+        with pytest.raises(_Rollback):
+            await gather_then_fail()
+        async with database.transaction() as session:
+            pending_after_commit(session, "test", flushed.append).append(1)
+            pending_after_commit(session, "test", flushed.append).append(2)
+            assert flushed == []
+        async with database.transaction() as session:
+            pending_after_commit(session, "test", flushed.append).append(3)
+    finally:
+        await database.dispose()
+    assert flushed == [[1, 2], [3]]

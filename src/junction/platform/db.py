@@ -81,6 +81,7 @@ def utcnow() -> datetime:
 
 
 _AFTER_COMMIT = "junction.after_commit"
+_GATHERED = "junction.after_commit.gathered"
 
 
 def run_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
@@ -91,6 +92,22 @@ def run_after_commit(session: AsyncSession, callback: Callable[[], None]) -> Non
     it, so a callback should tolerate running when nothing it waited for happened.
     """
     session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def pending_after_commit(
+    session: AsyncSession, key: str, flush: Callable[[list[Any]], None]
+) -> list[Any]:
+    """The list ``key`` of the session's current transaction, to append to: ``flush`` gets
+    everything appended, once, after the transaction commits; a rollback drops it all.
+
+    For work a transaction gathers and hands on together (its broadcasts, one publish).
+    """
+    gathered: dict[str, list[Any]] = session.sync_session.info.setdefault(_GATHERED, {})
+    items = gathered.get(key)
+    if items is None:
+        items = gathered[key] = []
+        run_after_commit(session, lambda: flush(gathered.pop(key, [])))
+    return items
 
 
 @event.listens_for(Session, "after_commit")
@@ -106,6 +123,7 @@ def _run_after_commit_callbacks(session: Session) -> None:
 def _drop_after_commit_callbacks(session: Session) -> None:
     if not session.in_nested_transaction():
         session.info.pop(_AFTER_COMMIT, None)
+        session.info.pop(_GATHERED, None)
 
 
 class Database:

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from junction.platform.db import run_after_commit, utcnow
+from junction.platform.db import pending_after_commit, utcnow
 from junction.platform.errors import Conflict, NotFound
 from junction.platform.jobs.models import Job, JobState
 from junction.platform.jobs.registry import JobDefinition, JobRegistry, registry
@@ -225,15 +225,12 @@ async def _active_job_with_key(session: AsyncSession, unique_key: str) -> int | 
 
 async def _announce(session: AsyncSession, queue: str) -> None:
     """Wake workers once the transaction commits: NOTIFY on PostgreSQL, an event in-process."""
-    transaction_id = id(session.sync_session.get_transaction())
-    announced: tuple[int, set[str]] | None = session.info.get("junction.jobs.announced")
-    if announced is None or announced[0] != transaction_id:
-        announced = (transaction_id, set())
-        session.info["junction.jobs.announced"] = announced
-        run_after_commit(session, wake_local_workers)
-    if queue in announced[1]:
+    announced = pending_after_commit(
+        session, "junction.jobs.announced", lambda _queues: wake_local_workers()
+    )
+    if queue in announced:
         return
-    announced[1].add(queue)
+    announced.append(queue)
     if session.get_bind().dialect.name == "postgresql":
         # Delivered by PostgreSQL only if and when the transaction commits.
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, queue)))

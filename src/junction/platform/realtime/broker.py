@@ -42,11 +42,9 @@ import pydantic_core
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
-from junction.platform.db import run_after_commit
+from junction.platform.db import pending_after_commit
 from junction.platform.realtime import metrics
 
 log = structlog.get_logger(__name__)
@@ -297,7 +295,6 @@ def create_broker(
 
 
 _publishing: set[asyncio.Task[list[int]]] = set()
-_PENDING_BROADCASTS = "junction.pending_broadcasts"
 
 
 def publish_after_commit(session: AsyncSession, broker: Broker, stream: str, message: Any) -> None:
@@ -307,25 +304,20 @@ def publish_after_commit(session: AsyncSession, broker: Broker, stream: str, mes
     per broker (one Redis round trip for a whole batch of chat messages). A failed
     publish is logged, not raised: the write it announces has already committed.
     """
-    info = session.sync_session.info
-    pending: dict[Broker, list[tuple[str, Any]]] | None = info.get(_PENDING_BROADCASTS)
-    if pending is None:
-        pending = info[_PENDING_BROADCASTS] = {}
-        run_after_commit(session, partial(_publish_pending, info, asyncio.get_running_loop()))
-    pending.setdefault(broker, []).append((stream, message))
+    flush = partial(_publish_gathered, asyncio.get_running_loop())
+    pending_after_commit(session, "junction.broadcasts", flush).append((broker, stream, message))
 
 
-def _publish_pending(info: dict[Any, Any], loop: asyncio.AbstractEventLoop) -> None:
-    for broker, messages in info.pop(_PENDING_BROADCASTS, {}).items():
+def _publish_gathered(
+    loop: asyncio.AbstractEventLoop, broadcasts: list[tuple[Broker, str, Any]]
+) -> None:
+    by_broker: dict[Broker, list[tuple[str, Any]]] = {}
+    for broker, stream, message in broadcasts:
+        by_broker.setdefault(broker, []).append((stream, message))
+    for broker, messages in by_broker.items():
         task = loop.create_task(broker.publish_many(messages))
         _publishing.add(task)
         task.add_done_callback(_publish_finished)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_broadcasts(session: Session) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop(_PENDING_BROADCASTS, None)
 
 
 def _publish_finished(task: asyncio.Task[list[int]]) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     tuple_,
     update,
 )
@@ -27,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from junction.chat import search
 from junction.chat.models import Application, Chat, Message
 from junction.platform.db import UTCDateTime, utcnow
-from junction.platform.jobs.models import Job, JobState
 
 
 def _insert(session: AsyncSession, model: Any) -> Any:
@@ -327,30 +325,3 @@ async def refold_messages(session: AsyncSession, first_id: int, last_id: int) ->
 
 async def all_applications(session: AsyncSession) -> Sequence[Application]:
     return (await session.scalars(select(Application).order_by(Application.id))).all()
-
-
-async def queued_job_with_key(session: AsyncSession, unique_key: str) -> int | None:
-    """A queued job holding ``unique_key``, read without taking any lock."""
-    found: int | None = await session.scalar(
-        select(Job.id).where(
-            Job.unique_key == unique_key,
-            Job.state == JobState.queued.value,
-            # Spelled as the partial unique index's predicate, so SQLite uses the index too.
-            text("state IN ('queued', 'running')"),
-        )
-    )
-    return found
-
-
-async def queued_jobs_with_keys(
-    session: AsyncSession, unique_keys: Collection[str]
-) -> dict[str, int]:
-    """The queued jobs holding any of ``unique_keys``, by key, read without taking any lock."""
-    rows = await session.execute(
-        select(Job.unique_key, Job.id).where(
-            Job.unique_key.in_(list(unique_keys)),
-            Job.state == JobState.queued.value,
-            text("state IN ('queued', 'running')"),
-        )
-    )
-    return {key: job_id for key, job_id in rows if key is not None}

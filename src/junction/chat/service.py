@@ -32,7 +32,7 @@ from junction.chat.schemas import Accepted, MessagePublic
 from junction.chat.search import query_words
 from junction.platform.db import run_after_commit
 from junction.platform.errors import Conflict, JunctionError, NotFound, ValidationFailed
-from junction.platform.jobs import enqueue, enqueue_unique
+from junction.platform.jobs import enqueue_unique
 from junction.platform.realtime import Broker
 
 REFRESH_COUNTS_JOB = "chat.refresh_counts"
@@ -279,12 +279,12 @@ async def search_messages(
 
 async def _enqueue_counts(session: AsyncSession, parent: str, parent_id: int) -> int:
     window = math.floor(time.time() / COUNTS_WINDOW_SECONDS)
-    # The window's job is queued until the window is over: joining it needs no insert,
-    # and so never waits on the unique index behind another create's transaction.
-    queued = await repository.queued_job_with_key(session, _counts_key(parent, parent_id, window))
-    if queued is not None:
-        return queued
-    return await _enqueue_counts_job(session, parent, parent_id, window)
+    # The window's job is queued until the window is over, so a create joins it by a read.
+    key = _counts_key(parent, parent_id, window)
+    enqueued = await enqueue_unique(
+        session, REFRESH_COUNTS_JOB, {key: {parent: parent_id}}, run_at=_counts_run_at(window)
+    )
+    return enqueued[key].id
 
 
 class _KnownCountsJobs:
@@ -322,20 +322,19 @@ async def _counts_jobs(session: AsyncSession, chats: dict[int, tuple[str, int]])
             jobs[chat_id] = known
         else:
             unknown[_counts_key("chat", chat_id, window)] = chat_id
-    queued = await repository.queued_jobs_with_keys(session, unknown) if unknown else {}
     enqueued = await enqueue_unique(
         session,
         REFRESH_COUNTS_JOB,
-        {key: {"chat": chat_id} for key, chat_id in unknown.items() if key not in queued},
+        {key: {"chat": chat_id} for key, chat_id in unknown.items()},
         run_at=_counts_run_at(window),
     )
     for unique_key, chat_id in unknown.items():
-        if unique_key in queued:
-            jobs[chat_id] = queued[unique_key]
-            _known_counts_jobs.add(window, chats[chat_id], jobs[chat_id])
+        job = enqueued[unique_key]
+        jobs[chat_id] = job.id
+        if job.created:
+            _remember_after_commit(session, window, chats[chat_id], job.id)
         else:
-            jobs[chat_id] = enqueued[unique_key].id
-            _remember_after_commit(session, window, chats[chat_id], jobs[chat_id])
+            _known_counts_jobs.add(window, chats[chat_id], job.id)
     return jobs
 
 
@@ -348,19 +347,6 @@ def _remember_after_commit(
 
 def _counts_key(parent: str, parent_id: int, window: int) -> str:
     return f"{REFRESH_COUNTS_JOB}:{parent}:{parent_id}:{window}"
-
-
-async def _enqueue_counts_job(
-    session: AsyncSession, parent: str, parent_id: int, window: int
-) -> int:
-    enqueued = await enqueue(
-        session,
-        REFRESH_COUNTS_JOB,
-        {parent: parent_id},
-        run_at=_counts_run_at(window),
-        unique_key=_counts_key(parent, parent_id, window),
-    )
-    return enqueued.id
 
 
 def _counts_run_at(window: int) -> datetime:

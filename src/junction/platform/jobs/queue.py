@@ -133,27 +133,32 @@ async def enqueue_unique(
     run_at: datetime | None = None,
     jobs_registry: JobRegistry = registry,
 ) -> dict[str, Enqueued]:
-    """``enqueue`` for many unique keys (each with its payload) in one INSERT.
+    """``enqueue`` for many unique keys (each with its payload), in two statements.
 
-    Each key gets its new job, or the job that holds it (``created=False``). One statement
-    instead of one per key: a chat batch's counts jobs, for dozens of chats at once.
+    Each key gets the job that holds it (``created=False``) or a new one. Holders are found
+    first by a plain read: joining a job that exists takes no lock, so it never waits on
+    another transaction that is inserting the same key. The other keys go in one INSERT,
+    not one per key: a chat batch's counts jobs, for dozens of chats at once.
     """
-    if not payloads:
-        return {}
+    held = await _active_jobs_with_keys(session, list(payloads))
+    enqueued = {key: Enqueued(job_id, created=False) for key, job_id in held.items()}
+    missing = sorted(payloads.keys() - held.keys())
+    if not missing:
+        return enqueued
     definition, now = jobs_registry.get(name), utcnow()
     # In key order, so that transactions enqueueing the same keys wait on each other's
     # keys in one order, never in a cycle.
     rows = [
-        _row(definition, now, payload, run_at=run_at or now, unique_key=key)
-        for key, payload in sorted(payloads.items())
+        _row(definition, now, payloads[key], run_at=run_at or now, unique_key=key)
+        for key in missing
     ]
     inserted = await session.execute(
         _unique_insert(session, rows).returning(jobs.c.unique_key, jobs.c.id)
     )
-    enqueued = {key: Enqueued(job_id, created=True) for key, job_id in inserted}
-    if enqueued:
+    enqueued |= {key: Enqueued(job_id, created=True) for key, job_id in inserted}
+    if len(enqueued) > len(held):
         await _announce(session, str(rows[0]["queue"]))
-    for key in sorted(payloads.keys() - enqueued.keys()):  # held, or freed since: rare
+    for key in sorted(payloads.keys() - enqueued.keys()):  # taken, or freed, meanwhile: rare
         enqueued[key] = await enqueue(
             session, name, payloads[key], run_at=run_at, unique_key=key, jobs_registry=jobs_registry
         )
@@ -215,12 +220,21 @@ async def _insert(session: AsyncSession, values: dict[str, Any]) -> int | None:
 
 
 async def _active_job_with_key(session: AsyncSession, unique_key: str) -> int | None:
-    return await session.scalar(
-        select(jobs.c.id).where(
-            jobs.c.unique_key == unique_key,
-            jobs.c.state.in_((JobState.queued.value, JobState.running.value)),
+    return (await _active_jobs_with_keys(session, [unique_key])).get(unique_key)
+
+
+async def _active_jobs_with_keys(session: AsyncSession, unique_keys: list[str]) -> dict[str, int]:
+    """The queued or running job holding each of ``unique_keys``, read without a lock."""
+    if not unique_keys:
+        return {}
+    rows = await session.execute(
+        select(jobs.c.unique_key, jobs.c.id).where(
+            jobs.c.unique_key.in_(unique_keys),
+            # Spelled as the partial unique index's predicate, so SQLite uses the index.
+            text("state IN ('queued', 'running')"),
         )
     )
+    return {key: job_id for key, job_id in rows}
 
 
 async def _announce(session: AsyncSession, queue: str) -> None:

@@ -24,6 +24,7 @@ from junction.events import models as events_models
 from junction.platform import auth
 from junction.platform.cache import open_cache
 from junction.platform.db import Base, Database
+from junction.platform.direct_routes import install_direct_routes
 from junction.platform.docs import install_docs
 from junction.platform.errors import install_error_handlers
 from junction.platform.health import StartupState
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profiles_api.router)
     app.include_router(chat_api.router)
     register_channel(app, ChatChannel())
+    install_direct_routes(app, chat_api.DIRECT_ROUTES)
     app.include_router(events_api.router)
     app.include_router(wellness_api.router)
     if settings.demo:

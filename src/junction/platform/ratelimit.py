@@ -194,20 +194,25 @@ def rate_limit(
     """A dependency enforcing the limit of ``group``; sets the X-RateLimit-* headers."""
 
     async def enforce(request: Request, response: Response) -> None:
-        limiter: RateLimiter = request.app.state.rate_limiter
-        verdict = await limiter.hit(group, identity(request))
-        headers = {
-            "X-RateLimit-Limit": str(verdict.limit.amount),
-            "X-RateLimit-Remaining": str(verdict.remaining),
-            "X-RateLimit-Reset": str(math.ceil(verdict.reset_after)),
-        }
-        if not verdict.allowed:
-            RATE_LIMITED.labels(group).inc()
-            retry_in = max(math.ceil(verdict.retry_after), 1)
-            raise TooManyRequests(
-                f"Rate limit of {verdict.limit} exceeded; retry in {retry_in} seconds",
-                headers={**headers, "Retry-After": str(retry_in)},
-            )
-        response.headers.update(headers)
+        response.headers.update(await enforce_rate_limit(request, group, identity(request)))
 
     return enforce
+
+
+async def enforce_rate_limit(request: Request, group: str, identity: str) -> dict[str, str]:
+    """The X-RateLimit-* headers of an allowed request; raises TooManyRequests otherwise."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    verdict = await limiter.hit(group, identity)
+    headers = {
+        "X-RateLimit-Limit": str(verdict.limit.amount),
+        "X-RateLimit-Remaining": str(verdict.remaining),
+        "X-RateLimit-Reset": str(math.ceil(verdict.reset_after)),
+    }
+    if not verdict.allowed:
+        RATE_LIMITED.labels(group).inc()
+        retry_in = max(math.ceil(verdict.retry_after), 1)
+        raise TooManyRequests(
+            f"Rate limit of {verdict.limit} exceeded; retry in {retry_in} seconds",
+            headers={**headers, "Retry-After": str(retry_in)},
+        )
+    return headers

@@ -49,6 +49,7 @@ __all__ = [
     "LiveBroker",
     "SubscriptionRejected",
     "SubscriptionRequest",
+    "current_broker",
     "install_realtime",
     "publish_after_commit",
     "register_channel",
@@ -72,13 +73,13 @@ UVICORN_WEBSOCKET_OPTIONS: dict[str, Any] = {
 """How ``junction serve`` runs uvicorn's WebSockets (and the tests' servers too)."""
 
 
-async def _current_broker(request: Request) -> Broker | None:
+async def current_broker(request: Request) -> Broker | None:
     """The live channels' broker; None in an app whose lifespan has not started it."""
     broker: Broker | None = getattr(request.app.state, "broker", None)
     return broker
 
 
-LiveBroker = Annotated[Broker | None, Depends(_current_broker)]
+LiveBroker = Annotated[Broker | None, Depends(current_broker)]
 """A route's dependency on the process's broker, for publishing after a commit."""
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine.interfaces import CacheStats
 
 from junction.chat.batching import MessageBatcher
 from junction.chat.numbering import NumberAllocator
@@ -85,3 +87,34 @@ async def test_every_create_waits_for_its_commit(
     async with started_app.state.database.reading() as session:
         stored = await session.scalar(text("SELECT count(*) FROM chat_messages"))
     assert stored == count
+
+
+async def test_a_batch_reuses_compiled_statements(
+    started_app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A batch's statements are compiled once, whatever its size (compiling them per batch
+    cost more CPU than running them)."""
+    token = await new_application(client)
+    chats = [await new_chat(client, token) for _ in range(2)]
+    state = started_app.state
+    batcher = MessageBatcher(state.database, NumberAllocator(state.redis), state.broker)
+    cache_stats: list[tuple[CacheStats, str]] = []
+
+    def record(*args: Any) -> None:
+        statement, context = args[2], args[4]
+        if "chat" in statement or "jobs" in statement:
+            cache_stats.append((context.cache_hit, statement.split()[0]))
+
+    async def create_messages(count: int) -> None:
+        creates = [batcher.create(token, chats[i % 2], f"message {i}") for i in range(count)]
+        await asyncio.gather(*creates)
+
+    await create_messages(3)
+    engine = state.database.write_engine.sync_engine
+    event.listen(engine, "after_cursor_execute", record)
+    try:
+        await create_messages(7)
+    finally:
+        event.remove(engine, "after_cursor_execute", record)
+    assert {"SELECT", "INSERT"} <= {verb for _, verb in cache_stats}
+    assert {stat for stat, _ in cache_stats} == {CacheStats.CACHE_HIT}

@@ -220,7 +220,8 @@ async def create_message(
     request: Request,
     response: Response,
 ) -> Accepted:
-    """Serves what ``create_message_directly`` declines, which FastAPI then refuses."""
+    """The declared route. FastAPI refuses here what ``create_message_directly`` declines;
+    without the direct route, this serves every create."""
     accepted = await _accept_message(request, application_token, chat_number, body)
     response.headers["Location"] = _point_at_job(request, accepted)
     return accepted

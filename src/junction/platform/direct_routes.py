@@ -12,8 +12,8 @@ OpenAPI description and every error answer; the direct answer only has to recogn
 valid case and do what the route's endpoint does. Errors it raises (``JunctionError``)
 reach the app's exception handlers as a route's would.
 
-This is Django's FetchFromCacheMiddleware pattern (``platform.http_cache``) applied to a
-write: one dictionary of facts checked cheaply, the full machinery for everything else.
+It is the split of ``platform.http_cache``'s cached reads, applied to a write: the common
+case answered cheaply, everything else by the full machinery.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.engine.interfaces import CacheStats
 
 from junction.platform.db import Database, run_after_commit, utcnow
 from junction.platform.jobs import Backoff, enqueue
@@ -257,3 +259,31 @@ def test_job_tokens_name_one_job() -> None:
     assert job_queue.token_allows("secret", 7, token)
     assert not job_queue.token_allows("secret", 8, token)
     assert not job_queue.token_allows("other secret", 7, token)
+
+
+async def test_enqueues_reuse_their_compiled_statements(database: Database) -> None:
+    """Each enqueue statement is compiled once, whatever its number of rows: a statement
+    carrying many rows' values could not be cached and was compiled on every call."""
+    cache_stats: list[CacheStats] = []
+
+    def record(*args: Any) -> None:
+        statement, context = args[2], args[4]
+        if " jobs" in statement:
+            cache_stats.append(context.cache_hit)
+
+    async def enqueue_keys(keys: list[str]) -> None:
+        async with database.transaction() as session:
+            await job_queue.enqueue_unique(session, "tests.noop", {key: {} for key in keys})
+            await enqueue(session, "tests.noop", {}, unique_key=f"{keys[0]}-alone")
+            await enqueue(session, "tests.noop", {})
+
+    await enqueue_keys(["a", "b"])
+    engine = database.write_engine.sync_engine
+    event.listen(engine, "after_cursor_execute", record)
+    try:
+        await enqueue_keys(["c", "d", "e"])
+    finally:
+        event.remove(engine, "after_cursor_execute", record)
+    assert len(cache_stats) == 4  # the holders' read, then three inserts
+    assert set(cache_stats) == {CacheStats.CACHE_HIT}
+    assert await _count(database) == 9

@@ -135,7 +135,7 @@ def _message(message: Message) -> MessagePublic:
     return MessagePublic(number=message.number, body=message.body, created_at=message.created_at)
 
 
-def _point_at_job(request: Request, accepted: Accepted) -> str:
+def _job_location(request: Request, accepted: Accepted) -> str:
     """Where the client reads the follow-up job's state, with the token that allows it."""
     settings: Settings = request.app.state.settings
     token = job_token(settings.secret_key.get_secret_value(), int(accepted.job_id))
@@ -183,7 +183,7 @@ async def create_chat(
     allocator: Allocator,
 ) -> Accepted:
     accepted = await service.create_chat(session, allocator, application_token)
-    response.headers["Location"] = _point_at_job(request, accepted)
+    response.headers["Location"] = _job_location(request, accepted)
     return accepted
 
 
@@ -223,7 +223,7 @@ async def create_message(
     """The declared route. FastAPI refuses here what ``create_message_directly`` declines;
     without the direct route, this serves every create."""
     accepted = await _accept_message(request, application_token, chat_number, body)
-    response.headers["Location"] = _point_at_job(request, accepted)
+    response.headers["Location"] = _job_location(request, accepted)
     return accepted
 
 
@@ -237,7 +237,7 @@ async def create_message_directly(request: Request, body: bytes) -> Response | N
         return None
     headers = await enforce_rate_limit(request, CREATE_LIMIT_GROUP, _application_token(request))
     accepted = await _accept_message(request, token, chat_number, message)
-    headers["Location"] = _point_at_job(request, accepted)
+    headers["Location"] = _job_location(request, accepted)
     return Response(
         accepted.model_dump_json(),
         status.HTTP_202_ACCEPTED,

@@ -9,6 +9,7 @@ request id all need the same three facts (route template, status, duration).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -22,6 +23,7 @@ from junction.platform.errors import error_body
 from junction.platform.metrics import observe_request
 
 log = structlog.get_logger("junction.access")
+_access_log = logging.getLogger("junction.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -96,14 +98,16 @@ class RequestContextMiddleware:
             duration = time.perf_counter() - started
             route = route_template(scope)
             observe_request(scope["method"], route, status, duration)
-            log.info(
-                "request",
-                method=scope["method"],
-                route=route,
-                path=scope["path"],
-                status=status,
-                duration_ms=round(duration * 1000, 2),
-            )
+            # Asked first: structlog builds the whole event before its level filter drops it.
+            if _access_log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    route=route,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(duration * 1000, 2),
+                )
             structlog.contextvars.clear_contextvars()
 
     def _check_body(self, scope: Scope, headers: Headers) -> tuple[int, tuple[int, str] | None]:

@@ -58,6 +58,10 @@ async def test_a_transactions_broadcasts_go_out_together_in_order(started_app: F
     assert [b.payload for b in received[15:]] == [f'{{"n":{n}}}' for n in range(1, 31, 2)]
     ids = sorted(received, key=lambda b: b.id)
     assert [b.payload for b in ids] == [f'{{"n":{n}}}' for n in range(1, 31)]
+    assert [b.id for b in ids] == list(range(ids[0].id, ids[0].id + 30))
+    # The replay logs hold the same broadcasts, under the same ids.
+    assert await broker.replay("chat:a", 0) == received[:15]
+    assert await broker.replay("chat:b", ids[0].id) == received[16:]
 
 
 async def test_a_session_drops_what_it_rolled_back_and_publishes_what_it_commits(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import traceback
@@ -492,6 +493,9 @@ async def prune(session: AsyncSession, older_than: datetime, batch: int = 1000) 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+# Remembered: the creates of one window share their chat's counts job, so one job's
+# token is handed out many times in a row.
+@functools.lru_cache(maxsize=4096)
 def job_token(secret_key: str, job_id: int) -> str:
     """A capability to read one job's status: an HMAC of its id, safe to hand to a client."""
     digest = hmac.new(secret_key.encode(), f"job:{job_id}".encode(), hashlib.sha256).digest()

@@ -53,12 +53,23 @@ KEY_PREFIX = "junction:realtime"
 # Streams whose replay buffer an in-process broker keeps; the least recently used go first.
 _MAX_REPLAY_STREAMS = 10_000
 
+# Many broadcasts in one call: KEYS are the sequence, then each broadcast's replay log;
+# ARGV the replay size and time to live, then each broadcast's channel and payload.
+# One script rather than a pipeline of one-broadcast scripts: redis-py checks a
+# pipeline's scripts with SCRIPT EXISTS first, a second round trip on every publish.
 _PUBLISH_SCRIPT = """
-local id = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id .. '-0', 'm', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
-return id
+local count = #KEYS - 1
+local id = redis.call('INCRBY', KEYS[1], count) - count
+local ids = {}
+for i = 1, count do
+  id = id + 1
+  local channel, payload = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', ARGV[1], id .. '-0', 'm', payload)
+  redis.call('EXPIRE', KEYS[i + 1], ARGV[2])
+  redis.call('PUBLISH', channel, id .. ' ' .. payload)
+  ids[i] = id
+end
+return ids
 """
 
 
@@ -164,22 +175,13 @@ class RedisBroker(Broker):
         return event_id
 
     async def publish_many(self, messages: Sequence[tuple[str, Any]]) -> list[int]:
-        """One round trip for all: each message is still its own atomic script."""
-        sequence = f"{KEY_PREFIX}:seq"
-        async with self._redis.pipeline(transaction=False) as pipeline:
-            for stream, message in messages:
-                payload = encode_message(message)
-                await self._publish_script(
-                    keys=[sequence, _log_key(stream)],
-                    args=[
-                        self._channel(stream),
-                        payload,
-                        self._replay_size,
-                        self._replay_ttl_seconds,
-                    ],
-                    client=pipeline,
-                )
-            event_ids = await pipeline.execute()
+        """One round trip for all, atomic as one script."""
+        keys = [f"{KEY_PREFIX}:seq"]
+        args: list[str | int] = [self._replay_size, self._replay_ttl_seconds]
+        for stream, message in messages:
+            keys.append(_log_key(stream))
+            args += (self._channel(stream), encode_message(message))
+        event_ids = await self._publish_script(keys=keys, args=args)
         metrics.BROADCASTS.inc(len(messages))
         return [int(event_id) for event_id in event_ids]
 

@@ -22,9 +22,9 @@ from junction.emulators.wellness import create_wellness_emulator
 from junction.events import api as events_api
 from junction.events import models as events_models
 from junction.platform import auth
+from junction.platform.application import Application
 from junction.platform.cache import open_cache
 from junction.platform.db import Base, Database
-from junction.platform.direct_routes import install_direct_routes
 from junction.platform.docs import install_docs
 from junction.platform.errors import install_error_handlers
 from junction.platform.health import StartupState
@@ -98,10 +98,17 @@ NO_OPENTELEMETRY: TelemetryConfig = {
 }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> Application:
     settings = settings or get_settings()
     configure_logging(settings)
-    app = FastAPI(
+    request_context = partial(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        upload_paths=re.compile(profiles_api.UPLOAD_PATHS),
+        max_upload_bytes=settings.upload_max_bytes,
+    )
+    app = Application(
+        request_context,
         title="Junction",
         version="0.1.0",
         description=API_DESCRIPTION,
@@ -113,14 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=NO_OPENTELEMETRY,
     )
     app.state.settings = settings
-    # Inside the request context (added later runs first), so hits are logged and counted.
     app.add_middleware(CachedReadsMiddleware, reads=events_api.CACHED_READS)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=settings.max_request_body_bytes,
-        upload_paths=re.compile(profiles_api.UPLOAD_PATHS),
-        max_upload_bytes=settings.upload_max_bytes,
-    )
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profiles_api.router)
     app.include_router(chat_api.router)
     register_channel(app, ChatChannel())
-    install_direct_routes(app, chat_api.DIRECT_ROUTES)
+    app.direct_routes.extend(chat_api.DIRECT_ROUTES)
     app.include_router(events_api.router)
     app.include_router(wellness_api.router)
     if settings.demo:

@@ -13,10 +13,9 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from junction.chat import api as chat_api
-from junction.platform.direct_routes import DirectRoute
+from junction.platform.application import Application
 from junction.settings import Settings
 from tests.chat.conftest import new_application, new_chat
 
@@ -38,14 +37,14 @@ async def token(client: httpx.AsyncClient) -> str:
 
 
 @contextmanager
-def without_direct_routes(app: FastAPI) -> Iterator[None]:
-    direct = [route for route in app.router.routes if isinstance(route, DirectRoute)]
+def without_direct_routes(app: Application) -> Iterator[None]:
+    direct = list(app.direct_routes)
     assert direct, "the app has no direct route to take away"
-    app.router.routes[:] = [route for route in app.router.routes if route not in direct]
+    app.direct_routes.clear()
     try:
         yield
     finally:
-        app.router.routes[0:0] = direct
+        app.direct_routes[:] = direct
 
 
 def _seen(response: httpx.Response) -> tuple[int, object, dict[str, str]]:
@@ -54,7 +53,7 @@ def _seen(response: httpx.Response) -> tuple[int, object, dict[str, str]]:
 
 
 async def _both_ways(
-    client: httpx.AsyncClient, app: FastAPI, path: str, body: bytes
+    client: httpx.AsyncClient, app: Application, path: str, body: bytes
 ) -> tuple[httpx.Response, httpx.Response]:
     headers = {"content-type": "application/json"}
     direct = await client.post(path, content=body, headers=headers)
@@ -64,7 +63,7 @@ async def _both_ways(
 
 
 async def test_a_create_is_answered_directly_as_the_route_would(
-    client: httpx.AsyncClient, started_app: FastAPI, token: str, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, started_app: Application, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answered_directly = 0
     answer = chat_api.create_message_directly
@@ -74,9 +73,8 @@ async def test_a_create_is_answered_directly_as_the_route_would(
         answered_directly += 1
         return await answer(*args)  # type: ignore[arg-type]
 
-    for route in started_app.router.routes:
-        if isinstance(route, DirectRoute):
-            monkeypatch.setattr(route, "answer", counted)
+    for route in started_app.direct_routes:
+        monkeypatch.setattr(route, "answer", counted)
     path = f"/applications/{token}/chats/1/messages"
     direct, routed = await _both_ways(
         client, started_app, path, b'{"message": {"body": "  Hello  "}}'
@@ -118,7 +116,7 @@ async def test_a_create_is_answered_directly_as_the_route_would(
     ],
 )
 async def test_refusals_are_the_routes_own(
-    client: httpx.AsyncClient, started_app: FastAPI, token: str, path: str, body: bytes
+    client: httpx.AsyncClient, started_app: Application, token: str, path: str, body: bytes
 ) -> None:
     direct, routed = await _both_ways(client, started_app, path.format(token=token), body)
     assert direct.status_code in (404, 422)
@@ -126,7 +124,7 @@ async def test_refusals_are_the_routes_own(
 
 
 async def test_the_rate_limit_refuses_as_the_route_does(
-    client: httpx.AsyncClient, started_app: FastAPI, token: str
+    client: httpx.AsyncClient, started_app: Application, token: str
 ) -> None:
     path = f"/applications/{token}/chats/1/messages"
     body = b'{"message": {"body": "x"}}'

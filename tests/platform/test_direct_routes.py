@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from junction.platform.direct_routes import DirectRoute, install_direct_routes
+from junction.platform.application import Application
+from junction.platform.direct_routes import DirectRoute
 from junction.platform.errors import NotFound, install_error_handlers
+from junction.platform.logging import configure_logging
 from junction.platform.middleware import RequestContextMiddleware
+from junction.settings import Settings
 
 MAX_BODY_BYTES = 1024
 
@@ -23,7 +27,8 @@ class Item(BaseModel):
 
 
 async def _direct(request: Request, body: bytes) -> Response | None:
-    """Answers valid items, declines "decline" (which FastAPI accepts), raises for "missing"."""
+    """Answers valid items, declines "decline" (which FastAPI accepts), raises for "missing"
+    and fails for "boom"."""
     number = request.path_params["number"]
     if not number.isdigit():
         return None
@@ -35,13 +40,14 @@ async def _direct(request: Request, body: bytes) -> Response | None:
         return None
     if item.name == "missing":
         raise NotFound("No such item")
+    if item.name == "boom":
+        raise RuntimeError("hunter2")
     return JSONResponse({"via": "direct", "number": int(number), "name": item.name}, 201)
 
 
-def _create_app() -> FastAPI:
-    app = FastAPI()
+def _create_app() -> Application:
+    app = Application(partial(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES))
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=MAX_BODY_BYTES)
 
     @app.post("/items/{number}", status_code=201)
     async def create_item(number: int, item: Item) -> dict[str, object]:
@@ -51,7 +57,7 @@ def _create_app() -> FastAPI:
     async def read_item(number: int) -> dict[str, object]:
         return {"via": "get", "number": number}
 
-    install_direct_routes(app, [DirectRoute("/items/{number}", "POST", _direct)])
+    app.direct_routes.append(DirectRoute("/items/{number}", "POST", _direct))
     return app
 
 
@@ -61,7 +67,8 @@ def _logged(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    configure_logging(settings)  # as create_app does: the access log at INFO, to the console
     transport = httpx.ASGITransport(app=_create_app(), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c
@@ -109,6 +116,32 @@ async def test_errors_raised_by_the_direct_answer_take_the_error_shape(
     response = await client.post("/items/6", json={"name": "missing"})
     assert response.status_code == 404
     assert response.json() == {"errors": ["No such item"]}
+
+
+async def test_an_unexpected_error_is_a_bare_500_logged_once(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    response = await client.post(
+        "/items/6", json={"name": "boom"}, headers={"X-Request-ID": "req-direct-500"}
+    )
+    assert response.status_code == 500
+    assert response.json() == {"errors": ["Internal server error (request id req-direct-500)"]}
+    assert response.headers["x-request-id"] == "req-direct-500"
+    logged = _logged(capsys)
+    assert logged.count("unhandled error") == 1
+    assert "hunter2" in logged
+
+
+async def test_a_declined_request_is_logged_once_under_the_route_template(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    await client.post("/items/five", json={"name": "kettle"})
+    logged = _logged(capsys)
+    assert logged.count("[junction.access]") == 1
+    assert "route=/items/{number}" in logged
+    assert "status=422" in logged
 
 
 async def test_other_methods_go_to_their_routes(client: httpx.AsyncClient) -> None:

@@ -2,8 +2,8 @@
 
 Domain code raises a ``JunctionError`` subclass, which carries its own status code; the
 handlers here turn it, FastAPI's validation errors and Starlette's HTTP errors into that
-shape. Unexpected exceptions become a bare 500 that names only the request id, in
-``junction.platform.middleware``.
+shape. Unexpected exceptions become a bare 500 that names only the request id, and are
+logged by ``junction.platform.middleware``.
 """
 
 from __future__ import annotations
@@ -104,9 +104,24 @@ def describe_validation_error(error: Mapping[str, Any]) -> str:
     return f"{field}: {message}"
 
 
+def junction_error_response(exc: JunctionError) -> JSONResponse:
+    return error_response(exc.status_code, exc.messages, exc.headers)
+
+
+def internal_error_message(request_id: str) -> str:
+    """A 500's only message: the request id finds the error in the log, and nothing leaks."""
+    return f"Internal server error (request id {request_id})"
+
+
 async def _junction_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JunctionError)
-    return error_response(exc.status_code, exc.messages, exc.headers)
+    return junction_error_response(exc)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's error middleware answers with this, then re-raises for the request
+    # context middleware, outside it, to log the error with its traceback.
+    return error_response(500, [internal_error_message(request.state.request_id)])
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -125,3 +140,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JunctionError, _junction_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

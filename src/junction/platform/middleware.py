@@ -19,7 +19,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from junction.platform.errors import error_body
+from junction.platform.errors import error_body, internal_error_message
 from junction.platform.metrics import observe_request
 
 log = structlog.get_logger("junction.access")
@@ -87,13 +87,11 @@ class RequestContextMiddleware:
                 receive = _limited(receive, limit, refuse_oversized_body)
                 await self.app(scope, receive, send_with_request_id)
         except Exception:
-            # Here rather than in an exception handler: Starlette runs those outside
-            # user middleware, where the request id is no longer bound.
+            # Logged here, outside every other layer, with the request id bound. FastAPI's
+            # error middleware has answered already for its routes (``platform.errors``).
             log.exception("unhandled error")
             if not started_response:
-                await _send_error(
-                    send_with_request_id, 500, f"Internal server error (request id {request_id})"
-                )
+                await _send_error(send_with_request_id, 500, internal_error_message(request_id))
         finally:
             duration = time.perf_counter() - started
             route = route_template(scope)

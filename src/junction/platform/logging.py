@@ -63,7 +63,11 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # Our request middleware writes the access log, with the route template and request id.
-    logging.getLogger("uvicorn.access").disabled = True
+    # With no handler to reach, uvicorn skips its own line; merely disabled, the logger
+    # would still have uvicorn format the line's arguments for every request.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

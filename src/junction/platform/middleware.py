@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junction.platform.errors import error_body, internal_error_message
@@ -26,6 +26,7 @@ log = structlog.get_logger("junction.access")
 _access_log = logging.getLogger("junction.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data")
@@ -71,7 +72,10 @@ class RequestContextMiddleware:
                 return
             if message["type"] == "http.response.start":
                 status, started_response = message["status"], True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                # Added, not set: no answer names its own request id, so there is nothing
+                # to replace, and a new list leaves the response's own headers as they were.
+                request_id_header = (_REQUEST_ID_HEADER_NAME, request_id.encode())
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         async def refuse_oversized_body(message: str) -> None:

@@ -6,12 +6,18 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import httpx
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from junction.chat.models import Application, Chat
-from junction.platform.db import Database
+from junction.chat.service import (
+    COUNTS_SETTLE_SECONDS,
+    COUNTS_WINDOW_SECONDS,
+    REFRESH_COUNTS_JOB,
+)
+from junction.platform.db import Database, utcnow
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
 from tests.chat.conftest import new_application, new_chat, new_message
@@ -56,6 +62,29 @@ async def test_counts_follow_creates(chat_server: LiveServer) -> None:
         await eventually(job_done)
         job = (await client.get(accepted.headers["Location"])).json()
         assert job["result"] == {"messages_count": 5}
+
+
+async def test_the_chats_counts_jobs_fall_due_spread_over_the_window(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    token = await new_application(client)
+    started = utcnow()
+    for number in range(1, 11):
+        await new_chat(client, token)
+        await new_message(client, token, number, "hello")
+    created = utcnow()
+    database = Database(settings)
+    try:
+        async with database.reading() as session:
+            jobs = (await session.scalars(select(Job).where(Job.name == REFRESH_COUNTS_JOB))).all()
+    finally:
+        await database.dispose()
+    due = sorted(job.run_at for job in jobs if "chat" in job.payload)
+    assert len(due) == 10
+    latest = created + timedelta(seconds=COUNTS_WINDOW_SECONDS + COUNTS_SETTLE_SECONDS)
+    assert all(started < run_at <= latest for run_at in due)
+    # Not all at one instant: a recount of every chat at once delayed the creates beside it.
+    assert due[-1] - due[0] > timedelta(seconds=COUNTS_WINDOW_SECONDS / 2)
 
 
 async def test_reconcile_corrects_tampered_counts(

@@ -43,6 +43,10 @@ RECONCILE_COUNTS_JOB = "chat.reconcile_counts"
 # second took a fifth of the server's CPU (docs/chat.md), and the seed lets counts lag.
 COUNTS_WINDOW_SECONDS = 5.0
 COUNTS_SETTLE_SECONDS = 0.25
+# Each parent's windows start at a phase of their own, so that their jobs fall due spread
+# over the period: with one phase for all, a hundred chats' recounts ran at one instant
+# and the creates beside them waited (their p99 doubled under bench/chat_messages.py).
+GOLDEN_RATIO_FRACTION = 0.6180339887
 # A number found taken (see numbering.py) is replaced; more than this means a fault.
 MAX_NUMBER_ATTEMPTS = 5
 TOKEN_BYTES = 20
@@ -278,80 +282,93 @@ async def search_messages(
 
 
 async def _enqueue_counts(session: AsyncSession, parent: str, parent_id: int) -> int:
-    window = math.floor(time.time() / COUNTS_WINDOW_SECONDS)
+    window = _counts_window(parent_id)
     # The window's job is queued until the window is over, so a create joins it by a read.
     key = _counts_key(parent, parent_id, window)
+    run_at = _counts_run_at(parent_id, window)
     enqueued = await enqueue_unique(
-        session, REFRESH_COUNTS_JOB, {key: {parent: parent_id}}, run_at=_counts_run_at(window)
+        session, REFRESH_COUNTS_JOB, {key: {parent: parent_id}}, run_at=run_at
     )
     return enqueued[key].id
 
 
 class _KnownCountsJobs:
-    """The counts jobs of the current window that this process has seen committed.
+    """The counts jobs of current windows that this process has seen committed.
 
     A create joining one of them needs no look-up. Keyed by token and chat number, never
     reused, rather than by a row id, which SQLite may hand out again after a delete.
     """
 
     def __init__(self) -> None:
-        self._window = -1
-        self._jobs: dict[tuple[str, int], int] = {}
+        self._newest_window = -1
+        self._jobs: dict[tuple[tuple[str, int], int], int] = {}
 
-    def get(self, window: int, chat: tuple[str, int]) -> int | None:
-        if window != self._window:
-            self._window, self._jobs = window, {}
-        return self._jobs.get(chat)
+    def get(self, chat: tuple[str, int], window: int) -> int | None:
+        if window > self._newest_window:
+            # Chats' windows are at most one apart: the ones before are over for all.
+            self._newest_window = window
+            self._jobs = {known: job for known, job in self._jobs.items() if known[1] >= window - 1}
+        return self._jobs.get((chat, window))
 
-    def add(self, window: int, chat: tuple[str, int], job_id: int) -> None:
-        if window == self._window:
-            self._jobs[chat] = job_id
+    def add(self, chat: tuple[str, int], window: int, job_id: int) -> None:
+        if window >= self._newest_window - 1:
+            self._jobs[(chat, window)] = job_id
 
 
 _known_counts_jobs = _KnownCountsJobs()
 
 
 async def _counts_jobs(session: AsyncSession, chats: dict[int, tuple[str, int]]) -> dict[int, int]:
-    """Each chat's counts job of the current window, joined or enqueued."""
-    window = math.floor(time.time() / COUNTS_WINDOW_SECONDS)
+    """Each chat's counts job of its current window, joined or enqueued."""
     jobs: dict[int, int] = {}
-    unknown: dict[str, int] = {}
+    unknown: dict[str, tuple[int, int]] = {}
     for chat_id, chat in chats.items():
-        known = _known_counts_jobs.get(window, chat)
+        window = _counts_window(chat_id)
+        known = _known_counts_jobs.get(chat, window)
         if known is not None:
             jobs[chat_id] = known
         else:
-            unknown[_counts_key("chat", chat_id, window)] = chat_id
+            unknown[_counts_key("chat", chat_id, window)] = (chat_id, window)
     enqueued = await enqueue_unique(
         session,
         REFRESH_COUNTS_JOB,
-        {key: {"chat": chat_id} for key, chat_id in unknown.items()},
-        run_at=_counts_run_at(window),
+        {key: {"chat": chat_id} for key, (chat_id, _) in unknown.items()},
+        run_at={key: _counts_run_at(*chat_window) for key, chat_window in unknown.items()},
     )
-    for unique_key, chat_id in unknown.items():
+    for unique_key, (chat_id, window) in unknown.items():
         job = enqueued[unique_key]
         jobs[chat_id] = job.id
         if job.created:
-            _remember_after_commit(session, window, chats[chat_id], job.id)
+            _remember_after_commit(session, chats[chat_id], window, job.id)
         else:
-            _known_counts_jobs.add(window, chats[chat_id], job.id)
+            _known_counts_jobs.add(chats[chat_id], window, job.id)
     return jobs
 
 
 def _remember_after_commit(
-    session: AsyncSession, window: int, chat: tuple[str, int], job_id: int
+    session: AsyncSession, chat: tuple[str, int], window: int, job_id: int
 ) -> None:
     """A job enqueued here exists for others only once this transaction commits."""
-    run_after_commit(session, lambda: _known_counts_jobs.add(window, chat, job_id))
+    run_after_commit(session, lambda: _known_counts_jobs.add(chat, window, job_id))
 
 
 def _counts_key(parent: str, parent_id: int, window: int) -> str:
     return f"{REFRESH_COUNTS_JOB}:{parent}:{parent_id}:{window}"
 
 
-def _counts_run_at(window: int) -> datetime:
+def _counts_phase(parent_id: int) -> float:
+    """Where in each period a parent's windows start: ids spread by the golden ratio."""
+    return (parent_id * GOLDEN_RATIO_FRACTION) % 1.0 * COUNTS_WINDOW_SECONDS
+
+
+def _counts_window(parent_id: int) -> int:
+    return math.floor((time.time() - _counts_phase(parent_id)) / COUNTS_WINDOW_SECONDS)
+
+
+def _counts_run_at(parent_id: int, window: int) -> datetime:
     """Just after the window ends: one recount for every create in it."""
-    return datetime.fromtimestamp((window + 1) * COUNTS_WINDOW_SECONDS + COUNTS_SETTLE_SECONDS, UTC)
+    ends = (window + 1) * COUNTS_WINDOW_SECONDS + _counts_phase(parent_id)
+    return datetime.fromtimestamp(ends + COUNTS_SETTLE_SECONDS, UTC)
 
 
 async def refresh_counts(session: AsyncSession, payload: dict[str, Any]) -> dict[str, int]:

@@ -142,6 +142,37 @@ async def test_enqueue_unique_adds_new_keys_and_joins_held_ones(database: Databa
     assert await _count(database) == 3
 
 
+async def test_enqueue_unique_takes_each_keys_own_run_at(database: Database) -> None:
+    soon, later = utcnow() + timedelta(minutes=1), utcnow() + timedelta(minutes=9)
+    async with database.transaction() as session:
+        enqueued = await job_queue.enqueue_unique(
+            session, "tests.noop", {"a": None, "b": None}, run_at={"a": soon, "b": later}
+        )
+    stored = await jobs_by_id(database)
+    assert abs(stored[enqueued["a"].id].run_at - soon) < timedelta(seconds=1)
+    assert abs(stored[enqueued["b"].id].run_at - later) < timedelta(seconds=1)
+
+
+async def test_only_a_job_due_now_wakes_the_workers(database: Database) -> None:
+    woken = asyncio.Event()
+    job_queue.add_local_wakeup(woken)
+    try:
+        later = utcnow() + timedelta(minutes=5)
+        async with database.transaction() as session:
+            await enqueue(session, "tests.noop", {"n": 1}, run_at=later)
+            await job_queue.enqueue_unique(session, "tests.noop", {"k": None}, run_at=later)
+        assert not woken.is_set(), "a delayed job woke the workers for nothing to claim"
+        async with database.transaction() as session:
+            await job_queue.enqueue_unique(session, "tests.noop", {"due": None})
+        assert woken.is_set()
+        woken.clear()
+        async with database.transaction() as session:
+            await enqueue(session, "tests.noop", {"n": 2})
+        assert woken.is_set()
+    finally:
+        job_queue.remove_local_wakeup(woken)
+
+
 async def test_concurrent_enqueue_unique_of_overlapping_keys_makes_one_job_each(
     job_settings: Settings,
 ) -> None:

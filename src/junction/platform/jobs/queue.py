@@ -105,7 +105,8 @@ async def enqueue(
             return Enqueued(job_id, created=False)
         # The holder finished between our insert and our look-up: the key is free again.
         job_id = await _insert(session, values)
-    await _announce(session, str(values["queue"]))
+    if values["run_at"] <= now:
+        await _announce(session, str(values["queue"]))
     return Enqueued(job_id, created=True)
 
 
@@ -131,10 +132,11 @@ async def enqueue_unique(
     name: str,
     payloads: Mapping[str, Any],
     *,
-    run_at: datetime | None = None,
+    run_at: datetime | Mapping[str, datetime] | None = None,
     jobs_registry: JobRegistry = registry,
 ) -> dict[str, Enqueued]:
-    """``enqueue`` for many unique keys (each with its payload), in two statements.
+    """``enqueue`` for many unique keys (each with its payload), in two statements;
+    ``run_at`` is one time for all, or each key's own.
 
     Each key gets the job that holds it (``created=False``) or a new one. Holders are found
     first by a plain read: joining a job that exists takes no lock, so it never waits on
@@ -150,20 +152,29 @@ async def enqueue_unique(
     # In key order, so that transactions enqueueing the same keys wait on each other's
     # keys in one order, never in a cycle.
     rows = [
-        _row(definition, now, payloads[key], run_at=run_at or now, unique_key=key)
+        _row(definition, now, payloads[key], run_at=_run_at_of(key, run_at) or now, unique_key=key)
         for key in missing
     ]
     inserted = await session.execute(
         _unique_insert(session).returning(jobs.c.unique_key, jobs.c.id), rows
     )
     enqueued |= {key: Enqueued(job_id, created=True) for key, job_id in inserted}
-    if len(enqueued) > len(held):
+    if len(enqueued) > len(held) and any(row["run_at"] <= now for row in rows):
         await _announce(session, str(rows[0]["queue"]))
     for key in sorted(payloads.keys() - enqueued.keys()):  # taken, or freed, meanwhile: rare
         enqueued[key] = await enqueue(
-            session, name, payloads[key], run_at=run_at, unique_key=key, jobs_registry=jobs_registry
+            session,
+            name,
+            payloads[key],
+            run_at=_run_at_of(key, run_at),
+            unique_key=key,
+            jobs_registry=jobs_registry,
         )
     return enqueued
+
+
+def _run_at_of(key: str, run_at: datetime | Mapping[str, datetime] | None) -> datetime | None:
+    return run_at.get(key) if isinstance(run_at, Mapping) else run_at
 
 
 def _row(
@@ -236,7 +247,12 @@ async def _active_jobs_with_keys(session: AsyncSession, unique_keys: list[str]) 
 
 
 async def _announce(session: AsyncSession, queue: str) -> None:
-    """Wake workers once the transaction commits: NOTIFY on PostgreSQL, an event in-process."""
+    """Wake workers once the transaction commits: NOTIFY on PostgreSQL, an event in-process.
+
+    Only for a job due now. A job due later is claimed by a worker's poll: woken at once,
+    a worker would find nothing to claim, and a burst of enqueues of delayed jobs (a chat
+    batch's counts jobs) woke the workers for a useless claim each time.
+    """
     announced = pending_after_commit(
         session, "junction.jobs.announced", lambda _queues: wake_local_workers()
     )

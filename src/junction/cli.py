@@ -18,6 +18,7 @@ from junction.chat import cli as chat_cli
 from junction.events import cli as events_cli
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
+from junction.platform.http_protocol import NoDelayHttpToolsProtocol
 from junction.platform.jobs import cli as jobs_cli
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.migrations import upgrade_to_head
@@ -93,6 +94,7 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
         proxy_headers=True,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         loop=settings.event_loop,
+        http=NoDelayHttpToolsProtocol,
         **UVICORN_WEBSOCKET_OPTIONS,
     )
 

@@ -1,13 +1,13 @@
 """Chat message creates: accepted per second, p50/p99 latency, and time from 202 to searchable.
 
-Runs ``junction serve --workers N`` (embedded worker included) on SQLite, and on
-PostgreSQL + Redis when ``JUNCTION_BENCH_DATABASE_URL`` / ``JUNCTION_BENCH_REDIS_URL`` are
-set; the load comes from a separate process over loopback: ``wrk`` when it is installed
-(written in C, it costs the shared CPU least), else ``--load-processes`` Python clients
-(``--client python`` forces them), after two seconds of the same load that are not
-measured. The baseline, measured in the same run on the same database, is a bare INSERT
-of the same row, one per transaction, at the same concurrency. Prints one JSON line per
-figure.
+Runs ``junction serve`` (embedded worker included) on SQLite, one process, and with
+``--workers N`` processes on PostgreSQL + Redis when ``JUNCTION_BENCH_DATABASE_URL`` /
+``JUNCTION_BENCH_REDIS_URL`` are set; the load comes from a separate process over
+loopback: ``wrk`` when it is installed (written in C, it costs the shared CPU least), else
+``--load-processes`` Python clients (``--client python`` forces them), after two seconds of
+the same load that are not measured. The baseline, measured in the same run on the same
+database, is a bare INSERT of the same row, one per transaction, at the same concurrency.
+Prints one JSON line per figure.
 
     uv run python bench/chat_messages.py [--seconds 10] [--concurrency 64] [--workers 1]
         [--load-processes 2] [--client wrk|python]
@@ -267,14 +267,16 @@ def bench_database(label: str, settings: Settings, args: argparse.Namespace) -> 
     upgrade_to_head(settings)
     seconds, concurrency = args.seconds, args.concurrency
     env = {"JUNCTION_RATE_LIMITS": RATE_LIMITS, "JUNCTION_LOG_LEVEL": "WARNING"}
-    command = ("-m", "junction", "serve", "--workers", str(args.workers))
+    # SQLite is the embedded mode: one process, which also writes with the least contention.
+    workers = args.workers if label == "postgresql" else 1
+    command = ("-m", "junction", "serve", "--workers", str(workers))
     with start_live_server(settings, command, **env) as server:
         _, paths = asyncio.run(setup(server.base_url))
         params = {
             "database": label,
             "seconds": seconds,
             "concurrency": concurrency,
-            "workers": args.workers,
+            "workers": workers,
             "client": args.client or ("wrk" if shutil.which("wrk") else "python"),
         }
         baseline = asyncio.run(
@@ -297,7 +299,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=1, help="web processes of the server")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="web processes of the server on PostgreSQL"
+    )
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--client", choices=["wrk", "python"], help="default: wrk if installed")
     parser.add_argument("--load")

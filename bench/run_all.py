@@ -37,7 +37,7 @@ BENCHMARKS: list[tuple[str, list[str], dict[str, str]]] = [
     ("ratelimit_checks", [], {}),
     (
         "chat_messages",
-        ["--seconds", "8"],
+        ["--seconds", "8", "--workers", "2"],
         {
             "JUNCTION_BENCH_DATABASE_URL": f"{POSTGRES}/junction_bench_chat",
             "JUNCTION_BENCH_REDIS_URL": REDIS,

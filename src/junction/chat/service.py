@@ -45,7 +45,7 @@ COUNTS_WINDOW_SECONDS = 5.0
 COUNTS_SETTLE_SECONDS = 0.25
 # Each parent's windows start at a phase of their own, so that their jobs fall due spread
 # over the period: with one phase for all, a hundred chats' recounts ran at one instant
-# and the creates beside them waited (their p99 doubled under bench/chat_messages.py).
+# and the creates beside them waited (docs/chat.md).
 GOLDEN_RATIO_FRACTION = 0.6180339887
 # A number found taken (see numbering.py) is replaced; more than this means a fault.
 MAX_NUMBER_ATTEMPTS = 5

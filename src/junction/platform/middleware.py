@@ -25,7 +25,7 @@ log = structlog.get_logger("junction.access")
 _access_log = logging.getLogger("junction.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data")
@@ -57,7 +57,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = _request_headers(scope)
-        request_id = _accepted_request_id(headers.get(REQUEST_ID_HEADER.lower()))
+        request_id = _accepted_request_id(headers.get(_REQUEST_ID_KEY))
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -73,7 +73,7 @@ class RequestContextMiddleware:
                 status, started_response = message["status"], True
                 # Added, not set: no answer names its own request id, so there is nothing
                 # to replace, and a new list leaves the response's own headers as they were.
-                request_id_header = (_REQUEST_ID_HEADER_NAME, request_id.encode())
+                request_id_header = (_REQUEST_ID_KEY.encode(), request_id.encode())
                 message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 

@@ -35,7 +35,6 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, cast
 
 import pydantic_core
@@ -306,18 +305,17 @@ def publish_after_commit(session: AsyncSession, broker: Broker, stream: str, mes
     per broker (one Redis round trip for a whole batch of chat messages). A failed
     publish is logged, not raised: the write it announces has already committed.
     """
-    flush = partial(_publish_gathered, asyncio.get_running_loop())
-    pending_after_commit(session, "junction.broadcasts", flush).append((broker, stream, message))
+    pending = pending_after_commit(session, "junction.broadcasts", _publish_gathered)
+    pending.append((broker, stream, message))
 
 
-def _publish_gathered(
-    loop: asyncio.AbstractEventLoop, broadcasts: list[tuple[Broker, str, Any]]
-) -> None:
+def _publish_gathered(broadcasts: list[tuple[Broker, str, Any]]) -> None:
+    # Called by the commit, which an async session runs in the event loop's thread.
     by_broker: dict[Broker, list[tuple[str, Any]]] = {}
     for broker, stream, message in broadcasts:
         by_broker.setdefault(broker, []).append((stream, message))
     for broker, messages in by_broker.items():
-        task = loop.create_task(broker.publish_many(messages))
+        task = asyncio.get_running_loop().create_task(broker.publish_many(messages))
         _publishing.add(task)
         task.add_done_callback(_publish_finished)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -9,6 +11,7 @@ from sqlalchemy import func, inspect, select, text
 from typer.testing import CliRunner
 
 from junction.cli import app as cli
+from junction.platform import db
 from junction.platform.auth import ApiKey, Scope, create_api_key
 from junction.platform.db import Database, DbSession, pending_after_commit
 from junction.settings import Settings, get_settings
@@ -133,3 +136,54 @@ async def test_gathered_items_are_flushed_once_after_commit_and_dropped_on_rollb
     finally:
         await database.dispose()
     assert flushed == [[1, 2], [3]]
+
+
+async def _backend_pid(database: Database) -> int:
+    async with database.transaction() as session:
+        return int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+
+async def test_a_connection_killed_while_idle_is_replaced_on_checkout(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's connection pool")
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+    database, killer = Database(settings), Database(settings)
+    try:
+        first = await _backend_pid(database)
+        async with killer.transaction() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        # Without the ping, this would fail on the dead connection.
+        second = await _backend_pid(database)
+    finally:
+        await database.dispose()
+        await killer.dispose()
+    assert second not in (0, first)
+
+
+async def test_only_a_connection_idle_past_the_window_is_pinged(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's connection pool")
+    database = Database(settings)
+    pings = 0
+    do_ping = database.write_engine.dialect.do_ping
+
+    def counted_ping(dbapi_connection: Any) -> bool:
+        nonlocal pings
+        pings += 1
+        return do_ping(dbapi_connection)
+
+    monkeypatch.setattr(database.write_engine.dialect, "do_ping", counted_ping)
+    try:
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 60.0)
+        pids = {await _backend_pid(database) for _ in range(3)}
+        assert pings == 0
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+        pids |= {await _backend_pid(database) for _ in range(2)}
+        assert pings == 2
+    finally:
+        await database.dispose()
+    assert len(pids) == 1  # one pooled connection, reused each time

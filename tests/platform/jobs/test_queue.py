@@ -173,6 +173,41 @@ async def test_only_a_job_due_now_wakes_the_workers(database: Database) -> None:
         job_queue.remove_local_wakeup(woken)
 
 
+@pytest.mark.parametrize("unique", [False, True])
+async def test_a_job_due_soon_wakes_the_workers_when_it_falls_due(
+    database: Database, unique: bool
+) -> None:
+    woken = asyncio.Event()
+    job_queue.add_local_wakeup(woken)
+    try:
+        due = utcnow() + timedelta(seconds=0.3)
+        async with database.transaction() as session:
+            if unique:
+                await job_queue.enqueue_unique(session, "tests.noop", {"k": None}, run_at=due)
+            else:
+                await enqueue(session, "tests.noop", {"n": 1}, run_at=due)
+        assert not woken.is_set()
+        await asyncio.wait_for(woken.wait(), 5)
+        assert utcnow() >= due
+    finally:
+        job_queue.remove_local_wakeup(woken)
+
+
+async def test_a_job_due_past_the_horizon_is_left_to_the_poll(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_queue, "DUE_WAKEUP_HORIZON", 0.1)
+    woken = asyncio.Event()
+    job_queue.add_local_wakeup(woken)
+    try:
+        async with database.transaction() as session:
+            await enqueue(session, "tests.noop", {"n": 1}, run_at=utcnow() + timedelta(seconds=0.3))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(woken.wait(), 0.8)
+    finally:
+        job_queue.remove_local_wakeup(woken)
+
+
 async def test_concurrent_enqueue_unique_of_overlapping_keys_makes_one_job_each(
     job_settings: Settings,
 ) -> None:

@@ -37,6 +37,10 @@ NOTIFY_CHANNEL = "junction_jobs"
 KEPT_ERRORS = 20
 MAX_JOB_ID = 2**63 - 1
 """The largest id a job can have: a 64-bit integer column on every database."""
+# A job due within this many seconds wakes this process's workers when it falls due (a
+# little after, so that the claim finds it due); later ones are left to the workers' poll.
+DUE_WAKEUP_HORIZON = 60.0
+DUE_WAKEUP_MARGIN = 0.005
 
 jobs = cast(Table, Job.__table__)
 
@@ -107,6 +111,8 @@ async def enqueue(
         job_id = await _insert(session, values)
     if values["run_at"] <= now:
         await _announce(session, str(values["queue"]))
+    else:
+        _wake_when_due(session, [values["run_at"]])
     return Enqueued(job_id, created=True)
 
 
@@ -158,9 +164,12 @@ async def enqueue_unique(
     inserted = await session.execute(
         _unique_insert(session).returning(jobs.c.unique_key, jobs.c.id), rows
     )
-    enqueued |= {key: Enqueued(job_id, created=True) for key, job_id in inserted}
-    if len(enqueued) > len(held) and any(row["run_at"] <= now for row in rows):
+    created = {key: Enqueued(job_id, created=True) for key, job_id in inserted}
+    enqueued |= created
+    run_ats = [row["run_at"] for row in rows if row["unique_key"] in created]
+    if any(run_at <= now for run_at in run_ats):
         await _announce(session, str(rows[0]["queue"]))
+    _wake_when_due(session, [run_at for run_at in run_ats if run_at > now])
     for key in sorted(payloads.keys() - enqueued.keys()):  # taken, or freed, meanwhile: rare
         enqueued[key] = await enqueue(
             session,
@@ -262,6 +271,29 @@ async def _announce(session: AsyncSession, queue: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Delivered by PostgreSQL only if and when the transaction commits.
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, queue)))
+
+
+def _wake_when_due(session: AsyncSession, run_ats: Sequence[datetime]) -> None:
+    """Once the transaction commits, wake this process's workers when each job falls due.
+
+    So a job due later is claimed when it falls due, not at the next poll: jobs spread
+    over time (a chat's counts jobs, each chat at its own phase) are run spread too, not
+    gathered into a burst at each poll, which delayed the requests in flight meanwhile.
+    Other processes' workers still find it by their poll.
+    """
+    if not run_ats:
+        return
+    pending = pending_after_commit(session, "junction.jobs.due_later", _set_due_wakeups)
+    pending.extend(run_ats)
+
+
+def _set_due_wakeups(run_ats: list[datetime]) -> None:
+    loop, now = asyncio.get_running_loop(), utcnow()
+    # Once per distinct instant: a batch's jobs often fall due together.
+    for run_at in set(run_ats):
+        delay = (run_at - now).total_seconds()
+        if delay <= DUE_WAKEUP_HORIZON:
+            loop.call_later(delay + DUE_WAKEUP_MARGIN, wake_local_workers)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Job metrics for ``/metrics``: runs, failures and durations per job name (counted by the
-worker that ran them), and queue depth per queue and state with the age of the oldest
-ready job.
+worker that ran them), and queue depth per queue and state (queued, running, dead) with
+the age of the oldest ready job.
 
 Queue depth comes from a query, but never from a scrape: the platform's ``refresh_forever``
 runs it every few seconds with a timeout, and the collector serves the last snapshot, so a
@@ -22,6 +22,11 @@ from junction.platform.db import Database, utcnow
 from junction.platform.jobs.models import Job, JobState
 
 log = structlog.get_logger(__name__)
+
+# Not the finished states: kept for days (``JUNCTION_JOB_RETENTION_DAYS``), they were
+# counted by a scan of the whole table on every refresh; junction_job_runs_total counts
+# them as they finish.
+GAUGED_STATES = (JobState.queued.value, JobState.running.value, JobState.dead.value)
 
 JOB_RUNS = Counter(
     "junction_job_runs_total",
@@ -48,7 +53,9 @@ class JobStatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily(
-            "junction_jobs", "Jobs in the database, by queue and state.", labels=["queue", "state"]
+            "junction_jobs",
+            "Jobs queued, running or dead, by queue and state.",
+            labels=["queue", "state"],
         )
         for (queue, state), count in sorted(self.counts.items()):
             jobs.add_metric([queue, state], count)
@@ -66,7 +73,9 @@ class JobStatsCollector(Collector):
     async def refresh(self, database: Database) -> None:
         async with database.reading() as session:
             counts = await session.execute(
-                select(Job.queue, Job.state, func.count()).group_by(Job.queue, Job.state)
+                select(Job.queue, Job.state, func.count())
+                .where(Job.state.in_(GAUGED_STATES))
+                .group_by(Job.queue, Job.state)
             )
             oldest = await session.execute(
                 select(Job.queue, func.min(Job.run_at))

@@ -23,9 +23,9 @@ from junction.platform.jobs.models import Job, JobState
 
 log = structlog.get_logger(__name__)
 
-# Not the finished states: kept for days (``JUNCTION_JOB_RETENTION_DAYS``), they were
-# counted by a scan of the whole table on every refresh; junction_job_runs_total counts
-# them as they finish.
+# Not succeeded or discarded jobs: kept for days (``JUNCTION_JOB_RETENTION_DAYS``), they
+# are most of the table, which counting them scanned whole on every refresh;
+# junction_job_runs_total counts them as they finish.
 GAUGED_STATES = (JobState.queued.value, JobState.running.value, JobState.dead.value)
 
 JOB_RUNS = Counter(

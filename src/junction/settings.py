@@ -338,7 +338,11 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     """How often a worker renews its jobs' leases."""
     job_poll_seconds: float = Field(default=1.0, gt=0, description="Fallback poll interval.")
-    job_retention_days: float = Field(default=7.0, gt=0, description="Finished jobs kept.")
+    job_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Days finished jobs are kept, unless their job says less or more.",
+    )
     job_prune_interval_seconds: float = Field(default=3600.0, gt=0)
     """How often finished jobs past their retention are deleted."""
     job_metrics_refresh_seconds: float = Field(default=15.0, gt=0)

@@ -527,16 +527,25 @@ async def _get(session: AsyncSession, job_id: int) -> Job:
     return job
 
 
-async def prune(session: AsyncSession, older_than: datetime, batch: int = 1000) -> int:
-    """Delete one batch of succeeded and discarded jobs finished before ``older_than``."""
-    finished = (
-        select(jobs.c.id)
-        .where(
-            jobs.c.state.in_((JobState.succeeded.value, JobState.discarded.value)),
-            jobs.c.finished_at < older_than,
-        )
-        .limit(batch)
+async def prune(
+    session: AsyncSession,
+    older_than: datetime,
+    *,
+    names: Sequence[str] = (),
+    other_than: Sequence[str] = (),
+    batch: int = 1000,
+) -> int:
+    """Delete one batch of succeeded and discarded jobs finished before ``older_than``: of
+    the job ``names`` if given, and of no job of ``other_than``."""
+    finished = select(jobs.c.id).where(
+        jobs.c.state.in_((JobState.succeeded.value, JobState.discarded.value)),
+        jobs.c.finished_at < older_than,
     )
+    if names:
+        finished = finished.where(jobs.c.name.in_(names))
+    if other_than:
+        finished = finished.where(jobs.c.name.not_in(other_than))
+    finished = finished.limit(batch)
     result = await session.execute(delete(jobs).where(jobs.c.id.in_(finished.scalar_subquery())))
     return int(getattr(result, "rowcount", 0) or 0)
 

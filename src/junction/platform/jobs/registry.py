@@ -86,6 +86,8 @@ class JobDefinition:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     backoff: Backoff = field(default_factory=Backoff)
+    retention: timedelta | None = None
+    """How long its succeeded and discarded jobs are kept; None: JUNCTION_JOB_RETENTION_DAYS."""
 
 
 @dataclass(frozen=True)
@@ -153,17 +155,27 @@ class JobRegistry:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         backoff: Backoff | None = None,
+        retention: timedelta | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine function as the handler of jobs named ``name``."""
         if max_attempts < 1 or timeout_seconds <= 0:
             raise ValueError("max_attempts must be >= 1 and timeout_seconds > 0")
+        if retention is not None and retention <= timedelta(0):
+            raise ValueError("retention must be positive")
 
         def register(handler: Handler) -> Handler:
             existing = self.jobs.get(name)
             if existing is not None and existing.handler is not handler:
                 raise ValueError(f"job {name!r} is already registered")
             self.jobs[name] = JobDefinition(
-                name, handler, queue, priority, max_attempts, timeout_seconds, backoff or Backoff()
+                name,
+                handler,
+                queue,
+                priority,
+                max_attempts,
+                timeout_seconds,
+                backoff or Backoff(),
+                retention,
             )
             return handler
 

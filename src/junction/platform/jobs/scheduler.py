@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 from sqlalchemy import func, select, update
@@ -165,7 +165,3 @@ async def _sync_one(session: AsyncSession, definition: ScheduleDefinition) -> No
 
 async def list_schedules(session: AsyncSession) -> list[Schedule]:
     return list((await session.scalars(select(Schedule).order_by(Schedule.name))).all())
-
-
-def prune_cutoff(settings: Settings) -> datetime:
-    return utcnow() - timedelta(days=settings.job_retention_days)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,11 +67,13 @@ class DirectRoutes:
     ) -> None:
         # In place, as Starlette's router does: the request context reads the route after.
         scope.update(child_scope, route=route)
-        body = await _read_body(receive)
-        if body is None:
+        request = Request(scope, receive)
+        try:
+            body = await request.body()
+        except ClientDisconnect:
             return  # gone, or already refused for its size (``platform.middleware``)
         try:
-            response = await route.answer(Request(scope, receive), body)
+            response = await route.answer(request, body)
         except JunctionError as exc:
             response = junction_error_response(exc)
         if response is not None:
@@ -80,18 +82,6 @@ class DirectRoutes:
         for key in (*child_scope, "route"):
             del scope[key]
         await self.app(scope, _replaying(body, receive), send)
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body, or None if the client disconnected first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

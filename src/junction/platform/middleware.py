@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junction.platform.errors import error_body, internal_error_message
@@ -25,7 +26,7 @@ log = structlog.get_logger("junction.access")
 _access_log = logging.getLogger("junction.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()
+_REQUEST_ID_RAW_NAME = REQUEST_ID_HEADER.lower().encode()
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data")
@@ -56,8 +57,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = _request_headers(scope)
-        request_id = _accepted_request_id(headers.get(_REQUEST_ID_KEY))
+        headers = Headers(scope=scope)
+        request_id = _accepted_request_id(headers.get(REQUEST_ID_HEADER))
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -73,7 +74,7 @@ class RequestContextMiddleware:
                 status, started_response = message["status"], True
                 # Added, not set: no answer names its own request id, so there is nothing
                 # to replace, and a new list leaves the response's own headers as they were.
-                request_id_header = (_REQUEST_ID_KEY.encode(), request_id.encode())
+                request_id_header = (_REQUEST_ID_RAW_NAME, request_id.encode())
                 message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
@@ -111,9 +112,7 @@ class RequestContextMiddleware:
                 )
             structlog.contextvars.clear_contextvars()
 
-    def _check_body(
-        self, scope: Scope, headers: dict[str, str]
-    ) -> tuple[int, tuple[int, str] | None]:
+    def _check_body(self, scope: Scope, headers: Headers) -> tuple[int, tuple[int, str] | None]:
         """The body's byte limit, and the refusal (status, message) if it breaks a rule now."""
         if scope["method"] not in _BODY_METHODS:
             return self.max_body_bytes, None
@@ -140,16 +139,7 @@ class RequestContextMiddleware:
         )
 
 
-def _request_headers(scope: Scope) -> dict[str, str]:
-    """The request's headers by their lower-case names (the first of a repeated one):
-    decoded once, where Starlette's ``Headers`` scans them all at every look-up."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return headers
-
-
-def _media_type(headers: dict[str, str]) -> str:
+def _media_type(headers: Headers) -> str:
     return headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 

@@ -109,10 +109,7 @@ async def enqueue(
             return Enqueued(job_id, created=False)
         # The holder finished between our insert and our look-up: the key is free again.
         job_id = await _insert(session, values)
-    if values["run_at"] <= now:
-        await _announce(session, str(values["queue"]))
-    else:
-        _wake_when_due(session, [values["run_at"]])
+    await _wake_workers(session, str(values["queue"]), [values["run_at"]])
     return Enqueued(job_id, created=True)
 
 
@@ -167,9 +164,7 @@ async def enqueue_unique(
     created = {key: Enqueued(job_id, created=True) for key, job_id in inserted}
     enqueued |= created
     run_ats = [row["run_at"] for row in rows if row["unique_key"] in created]
-    if any(run_at <= now for run_at in run_ats):
-        await _announce(session, str(rows[0]["queue"]))
-    _wake_when_due(session, [run_at for run_at in run_ats if run_at > now])
+    await _wake_workers(session, str(rows[0]["queue"]), run_ats)
     for key in sorted(payloads.keys() - enqueued.keys()):  # taken, or freed, meanwhile: rare
         enqueued[key] = await enqueue(
             session,
@@ -255,13 +250,28 @@ async def _active_jobs_with_keys(session: AsyncSession, unique_keys: list[str]) 
     return {key: job_id for key, job_id in rows}
 
 
-async def _announce(session: AsyncSession, queue: str) -> None:
-    """Wake workers once the transaction commits: NOTIFY on PostgreSQL, an event in-process.
+async def _wake_workers(session: AsyncSession, queue: str, run_ats: Sequence[datetime]) -> None:
+    """Once the transaction commits, wake workers for the jobs it queued at ``run_ats``.
 
-    Only for a job due now. A job due later is claimed by a worker's poll: woken at once,
-    a worker would find nothing to claim, and a burst of enqueues of delayed jobs (a chat
-    batch's counts jobs) woke the workers for a useless claim each time.
+    For a job due now, every worker at once (``_announce``). For one due later, this
+    process's workers when it falls due: woken at once, a worker would find nothing to
+    claim (a burst of enqueues of delayed jobs, a chat batch's counts jobs, woke the workers
+    for a useless claim each time), and left to the poll, jobs spread over time (each
+    chat's counts job at its own phase, retries at their backoff) were claimed in a burst
+    at each poll, which delayed the requests in flight meanwhile. Other processes' workers
+    find it by their poll.
     """
+    now = utcnow()
+    if any(run_at <= now for run_at in run_ats):
+        await _announce(session, queue)
+    later = [run_at for run_at in run_ats if run_at > now]
+    if later:
+        pending_after_commit(session, "junction.jobs.due_later", _set_due_wakeups).extend(later)
+
+
+async def _announce(session: AsyncSession, queue: str) -> None:
+    """Wake every worker once the transaction commits: NOTIFY on PostgreSQL, an event
+    in-process."""
     announced = pending_after_commit(
         session, "junction.jobs.announced", lambda _queues: wake_local_workers()
     )
@@ -271,20 +281,6 @@ async def _announce(session: AsyncSession, queue: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Delivered by PostgreSQL only if and when the transaction commits.
         await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, queue)))
-
-
-def _wake_when_due(session: AsyncSession, run_ats: Sequence[datetime]) -> None:
-    """Once the transaction commits, wake this process's workers when each job falls due.
-
-    So a job due later is claimed when it falls due, not at the next poll: jobs spread
-    over time (a chat's counts jobs, each chat at its own phase) are run spread too, not
-    gathered into a burst at each poll, which delayed the requests in flight meanwhile.
-    Other processes' workers still find it by their poll.
-    """
-    if not run_ats:
-        return
-    pending = pending_after_commit(session, "junction.jobs.due_later", _set_due_wakeups)
-    pending.extend(run_ats)
 
 
 def _set_due_wakeups(run_ats: list[datetime]) -> None:
@@ -424,7 +420,7 @@ async def fail(
         values.update(state=JobState.queued.value, run_at=retry_at)
     await session.execute(update(jobs).where(_owned(worker_id, [job.id])).values(**values))
     if retry_at is not None:
-        await _announce(session, job.queue)
+        await _wake_workers(session, job.queue, [retry_at])
 
 
 async def release(session: AsyncSession, worker_id: str, job_ids: list[int]) -> None:

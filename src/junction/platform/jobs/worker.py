@@ -213,9 +213,8 @@ class Worker:
         else:
             definition = self.registry.jobs.get(job.name)
             backoff = definition.backoff if definition else Backoff()
+            # Its workers are woken when the retry falls due (``queue.fail``).
             delay = backoff.delay(job.attempts)
-            # This process knows when the retry is due: wake up for it without polling.
-            asyncio.get_running_loop().call_later(delay, self._wake.set)
         self._failures.append((job, error, delay))
         log.warning(
             "job failed",

@@ -168,6 +168,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                     )
                     for name, stats in (("jobs", JOB_STATS), ("wellness", WELLNESS_SYNC_STATS))
                 ),
+                asyncio.create_task(events_api.data_version_watcher(app).refresh_forever()),
             ]
             freeze_startup_objects()
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from types import FrameType
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from junction.app import JOB_MODULES
 from junction.chat import cli as chat_cli
@@ -21,7 +23,7 @@ from junction.platform.db import Database
 from junction.platform.http_protocol import NoDelayHttpToolsProtocol
 from junction.platform.jobs import cli as jobs_cli
 from junction.platform.jobs.registry import load_job_modules
-from junction.platform.migrations import upgrade_to_head
+from junction.platform.migrations import SchemaNotReady, prepare_schema, upgrade_to_head
 from junction.platform.realtime import UVICORN_WEBSOCKET_OPTIONS
 from junction.settings import get_settings, settings_reference
 from junction.wellness import cli as wellness_cli
@@ -46,6 +48,34 @@ sync_app.command("all")(wellness_cli.sync_all)
 # A standalone worker or scheduler runs the domains' jobs without importing the app.
 load_job_modules(JOB_MODULES)
 console = Console()
+# Commands that read or write the data: they migrate first, as `serve` does.
+DATA_COMMANDS = frozenset(
+    {"seed", "reseed", "seed-summary", "reindex", "counts", "sync", "jobs", "keys"}
+)
+
+
+@app.callback()
+def _prepare_data_commands(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand not in DATA_COMMANDS or "--help" in sys.argv:
+        return
+    settings = get_settings()
+
+    async def prepare() -> None:
+        database = Database(settings)
+        try:
+            await prepare_schema(settings, database)
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(prepare())
+    except SchemaNotReady as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, DBAPIError) as exc:
+        where = settings.masked()["database_url"]
+        typer.secho(f"Cannot reach the database at {where}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -33,6 +33,18 @@ async def test_application_create_get_update(client: httpx.AsyncClient) -> None:
     assert renamed.json() == {**shown, "name": "Updated Name"}
 
 
+async def test_a_wrong_method_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    token = (await client.post("/applications", json={"application": {"name": "A"}})).json()
+    put = await client.put(f"/applications/{token['token']}", json={})
+    messages = await client.delete(f"/applications/{token['token']}/chats/1/messages")
+
+    assert put.status_code == 405
+    assert put.json() == {"errors": ["Method Not Allowed"]}
+    assert put.headers["allow"] == "GET, PATCH"
+    assert messages.status_code == 405
+    assert messages.headers["allow"] == "GET, POST"
+
+
 async def test_tokens_differ(client: httpx.AsyncClient) -> None:
     tokens = {await new_application(client) for _ in range(5)}
     assert len(tokens) == 5

@@ -11,12 +11,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from junction.app import create_app
 from junction.events import service
 from junction.events.models import SyncRun
 from junction.platform.auth import Scope
 from junction.platform.db import Database
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
+from tests.conftest import running
 from tests.events.conftest import api_key, bearer, sync_from, sync_response
 
 YEAR = {"starts_at": "2021-01-01T00:00:00Z", "ends_at": "2021-12-31T23:59:59Z"}
@@ -315,19 +317,40 @@ async def test_sync_runs_are_readable_with_the_read_scope(
     assert succeeded["finished_at"].endswith("Z")
 
 
-async def test_the_data_version_is_rechecked_in_the_background(
+async def test_a_sync_by_another_process_reaches_an_idle_web_process_within_the_interval(
     database: Database, settings: Settings, provider_emulator: str
 ) -> None:
-    watcher = service.DataVersionWatcher(database, interval=0.05)
-    first = await watcher.current()
-    await sync_response(database, settings, provider_emulator, 1)
-    await asyncio.sleep(0.06)
+    interval = Settings.model_fields["events_cache_version_check_seconds"].default
+    app = create_app(settings.model_copy(update={"events_cache_version_check_seconds": interval}))
+    transport = httpx.ASGITransport(app=app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await sync_response(database, settings, provider_emulator, 1)
+        assert (await events(client)).headers["x-cache"] == "miss"
+        await asyncio.sleep(interval * 1.5)  # the web process idles past its interval
 
-    assert await watcher.current() == first  # answered at once; the check now runs
-    async with asyncio.timeout(5):
-        while await watcher.current() == first:
-            await asyncio.sleep(0.01)
-    assert await watcher.current() > first
+        await sync_response(database, settings, provider_emulator, 2)  # as the CLI or a worker
+        await asyncio.sleep(interval * 1.5)  # no request in between
+        first_after_the_pause = await events(client)
+
+    assert first_after_the_pause.headers["x-cache"] == "miss"
+    zones = first_after_the_pause.json()["data"][1]["slots"][0]["zones"]
+    assert [z["capacity"] for z in zones] == [240, 50, 90]
+
+
+async def test_the_watcher_timer_reads_the_version_without_requests(
+    database: Database, settings: Settings, provider_emulator: str
+) -> None:
+    watcher = service.DataVersionWatcher(database, interval=0.5)
+    first = await watcher.current()
+    timer = asyncio.create_task(watcher.refresh_forever())
+    try:
+        await sync_response(database, settings, provider_emulator, 1)
+        await asyncio.sleep(0.75)
+        # The timer read within an interval, so this read is under two intervals old and
+        # is answered without a read of its own: only the timer can have seen the sync.
+        assert await watcher.current() > first
+    finally:
+        timer.cancel()
 
 
 async def test_equivalent_parameters_share_the_cached_answer(

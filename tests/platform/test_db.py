@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -187,3 +188,34 @@ async def test_only_a_connection_idle_past_the_window_is_pinged(
     finally:
         await database.dispose()
     assert len(pids) == 1  # one pooled connection, reused each time
+
+
+@pytest.mark.parametrize("command", [["seed-summary"], ["jobs", "list"], ["jobs", "schedules"]])
+def test_data_commands_migrate_a_database_never_migrated_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("JUNCTION_DATABASE_URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, command)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "no such table" not in result.output
+
+
+def test_data_commands_say_what_to_run_when_they_may_not_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUNCTION_DATABASE_URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    monkeypatch.setenv("JUNCTION_MIGRATE_ON_START", "false")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["sync", "events"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"The database at sqlite+aiosqlite:///{tmp_path / 'never-migrated.db'} is not "
+        "migrated: run `junction migrate`."
+    ]

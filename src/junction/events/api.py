@@ -121,7 +121,8 @@ def _max_age(app: Starlette) -> int:
     return settings.events_http_max_age_seconds
 
 
-async def _data_version(app: Starlette) -> int:
+def data_version_watcher(app: Starlette) -> service.DataVersionWatcher:
+    """The app's one watcher of the data version; the lifespan runs its timer."""
     watcher: service.DataVersionWatcher | None = getattr(app.state, "events_data_version", None)
     if watcher is None:
         settings: Settings = app.state.settings
@@ -129,7 +130,11 @@ async def _data_version(app: Starlette) -> int:
             app.state.database, settings.events_cache_version_check_seconds
         )
         app.state.events_data_version = watcher
-    return await watcher.current()
+    return watcher
+
+
+async def _data_version(app: Starlette) -> int:
+    return await data_version_watcher(app).current()
 
 
 async def _list_suffix(

@@ -14,7 +14,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 _SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -133,7 +135,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
-    return error_response(exc.status_code, [detail], exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, [detail], headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110), not only the first route's:
+    Starlette's 405 names the methods of the first route whose path matched."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods)
+    return sorted(
+        methods, key=lambda method: (_METHOD_ORDER.get(method, len(_METHOD_ORDER)), method)
+    )
+
+
+_METHOD_ORDER = {
+    method: rank
+    for rank, method in enumerate(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

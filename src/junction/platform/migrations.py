@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from junction.platform.db import Database
 from junction.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -27,3 +32,40 @@ def upgrade_to_head(settings: Settings) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings), "head")
+
+
+class SchemaNotReady(Exception):
+    """The database is behind the code's migrations and this process may not migrate it."""
+
+
+async def applied_revisions(database: Database) -> set[str]:
+    """The revisions the database is at; empty when it was never migrated."""
+    try:
+        async with database.reading() as session:
+            rows = await session.execute(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError as exc:
+        if _is_missing_table(exc):
+            return set()
+        raise
+    return {row[0] for row in rows}
+
+
+def _is_missing_table(exc: DBAPIError) -> bool:
+    message = str(exc.orig).lower()
+    return "no such table" in message or "does not exist" in message
+
+
+def head_revisions(settings: Settings) -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+
+
+async def prepare_schema(settings: Settings, database: Database) -> None:
+    """Migrate, as ``serve`` does, unless ``migrate_on_start`` is off; then the schema must
+    already be current, or ``SchemaNotReady`` says what to run."""
+    if settings.migrate_on_start:
+        await asyncio.to_thread(upgrade_to_head, settings)
+    elif await applied_revisions(database) != head_revisions(settings):
+        raise SchemaNotReady(
+            f"The database at {settings.masked()['database_url']} is not migrated: "
+            "run `junction migrate`."
+        )

@@ -15,10 +15,9 @@ from fastapi.telemetry import TelemetryConfig
 
 from junction.chat import api as chat_api
 from junction.chat import models as chat_models
+from junction.chat import seed_data as chat_seed_data
 from junction.chat.channels import ChatChannel
-from junction.emulators import provider as provider_emulator
-from junction.emulators.airtable import create_airtable_emulator
-from junction.emulators.wellness import create_wellness_emulator
+from junction.emulators.served import emulator_mounts
 from junction.events import api as events_api
 from junction.events import models as events_models
 from junction.platform import auth
@@ -27,6 +26,7 @@ from junction.platform.cache import open_cache
 from junction.platform.db import Base, Database
 from junction.platform.docs import install_docs
 from junction.platform.errors import install_error_handlers
+from junction.platform.first_start import FirstStartRecord, FirstStartStep, run_first_start_steps
 from junction.platform.health import StartupState
 from junction.platform.health import router as health_router
 from junction.platform.http_cache import CachedReadsMiddleware
@@ -39,13 +39,14 @@ from junction.platform.logging import configure_logging
 from junction.platform.memory import freeze_startup_objects
 from junction.platform.metrics import refresh_forever
 from junction.platform.middleware import RequestContextMiddleware
-from junction.platform.migrations import upgrade_to_head
+from junction.platform.migrations import wait_for_schema
 from junction.platform.ratelimit import RateLimiter
 from junction.platform.realtime import install_realtime, register_channel, running_realtime
 from junction.platform.redis_pool import open_redis
 from junction.platform.storage import install_storage, open_storage
 from junction.profiles import api as profiles_api
 from junction.profiles import models as profiles_models
+from junction.profiles import service as profiles_service
 from junction.settings import Settings, get_settings
 from junction.wellness import api as wellness_api
 from junction.wellness import models as wellness_models
@@ -58,6 +59,7 @@ MODELS = (
     auth.ApiKey,
     Job,
     Schedule,
+    FirstStartRecord,
     profiles_models.User,
     chat_models.Application,
     chat_models.Chat,
@@ -78,6 +80,19 @@ JOB_MODULES = (
     "junction.chat.jobs",
     "junction.events.jobs",
     "junction.wellness.jobs",
+)
+# Run once per database after the migrations (`junction migrate`, `junction serve`).
+FIRST_START_STEPS = (
+    FirstStartStep(
+        "chat.sample_data",
+        chat_seed_data.seed_on_first_start,
+        wanted=lambda settings: settings.loads_sample_data,
+    ),
+    FirstStartStep(
+        "profiles.demo_user",
+        profiles_service.create_demo_user,
+        wanted=lambda settings: settings.demo,
+    ),
 )
 metadata = Base.metadata
 
@@ -134,9 +149,8 @@ def create_app(settings: Settings | None = None) -> Application:
     app.include_router(events_api.router)
     app.include_router(wellness_api.router)
     if settings.demo:
-        app.mount("/emulators/airtable", create_airtable_emulator())
-        app.mount("/emulators/provider", provider_emulator.create_app())
-        app.mount("/emulators/wellness", create_wellness_emulator())
+        for path, emulator in emulator_mounts().items():
+            app.mount(path, emulator)
     load_job_modules((*JOB_MODULES, *settings.job_modules))
     return app
 
@@ -196,16 +210,18 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 
 
 async def _prepare_database(app: FastAPI) -> None:
-    """Wait for the database with backoff, then migrate: /ready stays 503 until done."""
+    """Wait for the database with backoff, then migrate (or, with ``migrate_on_start``
+    off, wait for the migrate step): /ready stays 503 until the schema is current."""
     settings: Settings = app.state.settings
     startup: StartupState = app.state.startup
     database: Database = app.state.database
     try:
         await database.wait_until_reachable(settings.database_startup_attempts)
         startup.database_reachable = True
+        await wait_for_schema(settings, database)
         if settings.migrate_on_start:
-            await asyncio.to_thread(upgrade_to_head, settings)
             log.info("migrations applied")
+            await run_first_start_steps(database, settings, FIRST_START_STEPS)
         startup.migrated = True
         if settings.run_embedded_worker:
             app.state.jobs = JobRuntime(

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 from typing import Annotated
 
@@ -15,17 +16,20 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
-from junction.app import JOB_MODULES
+from junction.app import FIRST_START_STEPS, JOB_MODULES
 from junction.chat import cli as chat_cli
 from junction.events import cli as events_cli
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
+from junction.platform.first_start import run_first_start_steps
 from junction.platform.http_protocol import NoDelayHttpToolsProtocol
 from junction.platform.jobs import cli as jobs_cli
 from junction.platform.jobs.registry import load_job_modules
+from junction.platform.logging import configure_logging
+from junction.platform.metrics import shared_across_processes
 from junction.platform.migrations import SchemaNotReady, prepare_schema, upgrade_to_head
 from junction.platform.realtime import UVICORN_WEBSOCKET_OPTIONS
-from junction.settings import get_settings, settings_reference
+from junction.settings import Settings, get_settings, settings_reference
 from junction.wellness import cli as wellness_cli
 
 app = typer.Typer(no_args_is_help=True, help="Junction: one service, five systems.")
@@ -98,7 +102,7 @@ def serve(
     if workers > 1:
         # Migrate once here rather than in every worker at the same moment.
         asyncio.run(Database(settings).wait_until_reachable(settings.database_startup_attempts))
-        upgrade_to_head(settings)
+        migrate_and_prepare(get_settings())
         os.environ["JUNCTION_MIGRATE_ON_START"] = "false"
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     console.print(
@@ -114,19 +118,24 @@ def run_server(app_factory: str, *, host: str, port: int, workers: int = 1) -> N
     # finished cleanly should exit 0, as process supervisors expect.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = get_settings()
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-        loop=settings.event_loop,
-        http=NoDelayHttpToolsProtocol,
-        **UVICORN_WEBSOCKET_OPTIONS,
+    # Whichever of several web processes answers a scrape of /metrics adds up all of theirs.
+    metrics: AbstractContextManager[object] = (
+        shared_across_processes() if workers > 1 else nullcontext()
     )
+    with metrics:
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            proxy_headers=True,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            loop=settings.event_loop,
+            http=NoDelayHttpToolsProtocol,
+            **UVICORN_WEBSOCKET_OPTIONS,
+        )
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -135,10 +144,40 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply every pending database migration."""
-    settings = get_settings()
+    """Apply every pending database migration, then load the sample data if the settings
+    ask for it (JUNCTION_SEED_ON_START) and it was never loaded."""
+    migrate_and_prepare(get_settings())
+
+
+def migrate_and_prepare(settings: Settings) -> None:
+    """The migrations, then the first-start steps that never ran on this database."""
     upgrade_to_head(settings)
     console.print(f"Database at {settings.masked()['database_url']} is up to date.")
+
+    async def first_start() -> dict[str, str]:
+        database = Database(settings)
+        try:
+            return await run_first_start_steps(database, settings, FIRST_START_STEPS)
+        finally:
+            await database.dispose()
+
+    for step, outcome in asyncio.run(first_start()).items():
+        console.print(f"{step}: {outcome}.")
+
+
+@app.command()
+def emulators(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+) -> None:
+    """Serve the Airtable, provider and wellness emulators at /emulators/<name>, for a
+    demo whose workers run in processes of their own."""
+    configure_logging(get_settings())
+    console.print(
+        f"[bold]Emulators[/] on http://{host}:{port}/emulators/airtable, /emulators/provider "
+        "and /emulators/wellness"
+    )
+    run_server("junction.emulators.served:create_emulators_app", host=host, port=port)
 
 
 @app.command()

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     """Connection attempts at start, with exponential backoff up to 10 s."""
     migrate_on_start: bool = True
     """`junction serve` applies pending migrations before it reports ready."""
+    seed_on_start: bool = Field(
+        default=False,
+        description="After the migrations, `junction migrate` (and `junction serve` when it "
+        "migrates) loads the sample chat data into a database that has never been seeded, "
+        "once: a restart, or the data deleted, never seeds again. Demo mode implies it.",
+    )
 
     redis_url: SecretStr | None = Field(
         default=None, validation_alias=_env_alias("redis_url", "REDIS_URL")
@@ -135,7 +141,8 @@ class Settings(BaseSettings):
     demo: bool = Field(
         default=False,
         description="Mount the emulators under /emulators/<name> and point the integrations "
-        "whose base URL is unset at them (`junction serve --demo`).",
+        "whose base URL is unset at them (`junction serve --demo`); on first start, also "
+        "load the sample chat data and create a demo user.",
     )
 
     wellness_api_url: str | None = Field(
@@ -408,6 +415,10 @@ class Settings(BaseSettings):
             return None
         path = self.database_url.split(":///", 1)[1]
         return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def loads_sample_data(self) -> bool:
+        return self.seed_on_start or self.demo
 
     @property
     def json_logs(self) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from junction.app import create_app
+from junction.platform.migrations import upgrade_to_head
 from junction.settings import LogFormat, Settings
 from tests.conftest import running
 from tests.support.live import free_port
@@ -65,6 +67,27 @@ async def test_not_ready_until_migrations_are_applied(settings: Settings) -> Non
             response = await client.get("/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == "migrations not applied yet"
+
+
+async def test_a_web_process_that_may_not_migrate_is_ready_once_the_migrate_step_ran(
+    settings: Settings, tmp_path: Path
+) -> None:
+    fresh = settings.model_copy(
+        update={"database_url": f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}", "redis_url": None}
+    )
+    app = create_app(fresh)  # migrate_on_start is off, as in every scaled deployment
+    transport = httpx.ASGITransport(app=app)
+    async with running(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        while not app.state.startup.database_reachable:
+            await asyncio.sleep(0.01)
+        before = await client.get("/ready")
+        await asyncio.to_thread(upgrade_to_head, fresh)  # the migrate step, elsewhere
+        async with asyncio.timeout(30):
+            while (await client.get("/ready")).status_code != 200:
+                await asyncio.sleep(0.1)
+
+    assert before.status_code == 503
+    assert before.json()["checks"]["database"] == "migrations not applied yet"
 
 
 async def test_not_ready_while_redis_is_down(settings: Settings) -> None:

@@ -89,6 +89,7 @@ def environment_for(settings: Settings, **extra: str) -> dict[str, str]:
 def start_live_server(
     settings: Settings,
     command: Sequence[str] = ("-m", "junction", "serve"),
+    ready_path: str = "/ready",
     **extra_env: str,
 ) -> Iterator[LiveServer]:
     port = free_port()
@@ -105,7 +106,7 @@ def start_live_server(
         )
         server = LiveServer(f"http://127.0.0.1:{port}", process, log_file)
         try:
-            wait_until_ready(server)
+            wait_until_ready(server, path=ready_path)
             yield server
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -113,13 +114,13 @@ def start_live_server(
             process.wait(10)
 
 
-def wait_until_ready(server: LiveServer, timeout: float = 30.0) -> None:
+def wait_until_ready(server: LiveServer, timeout: float = 30.0, path: str = "/ready") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.logs()}")
         try:
-            if httpx.get(f"{server.base_url}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{server.base_url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -8,13 +8,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+import junction.wellness.jobs  # noqa: F401  (registers the wellness schedules)
 from junction.emulators.wellness import Mode, WellnessEmulator
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
+from junction.platform.jobs import registry
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
 from junction.wellness.metrics import WELLNESS_SYNC_STATS
 from junction.wellness.models import SyncKind
+from junction.wellness.service import SCHEDULE_NAMES
 from tests.support.workers import worker_running
 from tests.wellness.conftest import runs, sync
 
@@ -62,6 +65,14 @@ async def test_status_is_public_and_counts_per_status(
     assert body["clients"]["schedule"]["cron"] == "0 */6 * * *"
     assert body["appointments"]["schedule"]["cron"] == "0 */2 * * *"
     assert body["queue"] == {"queued": 0, "running": 0}
+
+
+def test_the_schedules_fire_on_first_start_then_keep_their_crons() -> None:
+    expected = {SyncKind.clients: "0 */6 * * *", SyncKind.appointments: "0 */2 * * *"}
+    for kind, cron in expected.items():
+        schedule = registry.schedules[SCHEDULE_NAMES[kind]]
+        assert schedule.spec == f"cron:{cron}"
+        assert schedule.run_on_first_start
 
 
 @pytest.mark.parametrize("path", ["clients", "appointments", "all", "force"])

@@ -41,12 +41,6 @@ def _in_transaction(action: Callable[[AsyncSession], Awaitable[T]]) -> T:
     return _run(run)
 
 
-async def _seed_if_empty(session: AsyncSession) -> seed_data.SeedSummary | None:
-    if not await seed_data.is_empty(session):
-        return None
-    return await seed_data.seed(session)
-
-
 def _report(summary: seed_data.SeedSummary) -> None:
     console.print(
         f"Seeded {summary.applications} applications, {summary.chats} chats "
@@ -56,7 +50,7 @@ def _report(summary: seed_data.SeedSummary) -> None:
 
 def seed() -> None:
     """Write the sample chat data, only if there is no chat data yet."""
-    summary = _in_transaction(_seed_if_empty)
+    summary = _in_transaction(seed_data.seed_if_empty)
     if summary is None:
         console.print("The database already has chat data; nothing was seeded.")
     else:

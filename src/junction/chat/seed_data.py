@@ -76,6 +76,24 @@ async def is_empty(session: AsyncSession) -> bool:
     return not any((await repository.count_rows(session)).values())
 
 
+async def seed_if_empty(session: AsyncSession) -> SeedSummary | None:
+    """Write the sample data unless there is chat data already (seed 001's rule)."""
+    if not await is_empty(session):
+        return None
+    return await seed(session)
+
+
+async def seed_on_first_start(session: AsyncSession) -> str:
+    """The first-start step of ``JUNCTION_SEED_ON_START`` and demo mode."""
+    summary = await seed_if_empty(session)
+    if summary is None:
+        return "chat data already present; nothing seeded"
+    return (
+        f"seeded {summary.applications} applications, {summary.chats} chats "
+        f"and {summary.messages} messages"
+    )
+
+
 def _conversation(rng: random.Random) -> list[str]:
     middle = rng.sample(LINES, rng.randint(9, 12))
     return [rng.choice(OPENERS), *middle, rng.choice(CLOSERS)]

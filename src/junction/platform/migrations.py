@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -16,6 +18,7 @@ from junction.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 MIGRATIONS_PATH = PROJECT_ROOT / "migrations"
+log = structlog.get_logger(__name__)
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -55,8 +58,12 @@ def _is_missing_table(exc: DBAPIError) -> bool:
     return "no such table" in message or "does not exist" in message
 
 
-def head_revisions(settings: Settings) -> set[str]:
-    return set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The revisions this code's migrations end at (read from the files once)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_PATH))
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
 
 
 async def prepare_schema(settings: Settings, database: Database) -> None:
@@ -64,8 +71,22 @@ async def prepare_schema(settings: Settings, database: Database) -> None:
     already be current, or ``SchemaNotReady`` says what to run."""
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade_to_head, settings)
-    elif await applied_revisions(database) != head_revisions(settings):
+    elif await applied_revisions(database) != head_revisions():
         raise SchemaNotReady(
             f"The database at {settings.masked()['database_url']} is not migrated: "
             "run `junction migrate`."
         )
+
+
+async def wait_for_schema(
+    settings: Settings, database: Database, poll_seconds: float = 2.0
+) -> None:
+    """``prepare_schema``, waiting while the migrate step (a Compose service, a Kubernetes
+    Job) has not run yet: a process started before it begins once it is done."""
+    while True:
+        try:
+            await prepare_schema(settings, database)
+            return
+        except SchemaNotReady as exc:
+            log.warning("waiting for migrations", reason=str(exc))
+            await asyncio.sleep(poll_seconds)

@@ -18,6 +18,10 @@ async def find_live(session: AsyncSession, uuid: str) -> User | None:
     return await session.scalar(select(User).where(User.uuid == uuid, _LIVE))
 
 
+async def has_live_users(session: AsyncSession) -> bool:
+    return (await session.scalar(select(User.id).where(_LIVE).limit(1))) is not None
+
+
 async def email_taken(session: AsyncSession, email_key: str, except_id: int | None = None) -> bool:
     query = select(User.id).where(User.email_key == email_key)
     if except_id is not None:

@@ -9,7 +9,7 @@ wrapper commits once, then invalidates the cached users (``CACHE_NAMESPACE``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +28,12 @@ from junction.profiles.schemas import UserCreate, UserUpdate
 CACHE_NAMESPACE = "users"
 SYNC_JOB = "profiles.sync_airtable"
 DELETE_FILE_JOB = "profiles.delete_file"
+DEMO_USER = UserCreate(
+    first_name="Ada",
+    last_name="Lovelace",
+    email="ada.lovelace@example.com",
+    date_of_birth=date(1985, 12, 10),
+)
 
 
 def email_key(email: str) -> str:
@@ -65,6 +71,14 @@ async def create_user(
     if broker is not None:
         publish_after_commit(session, broker, USER_UPDATES_STREAM, new_user_message(user))
     return user
+
+
+async def create_demo_user(session: AsyncSession) -> str:
+    """Demo mode's first-start step: one user, so the Airtable sync has something to write."""
+    if await repository.has_live_users(session):
+        return "users exist already; no demo user created"
+    user = await create_user(session, DEMO_USER, None, broker=None)
+    return f"demo user {user.email} created ({user.uuid}); its Airtable sync is queued"
 
 
 async def update_user(session: AsyncSession, user: User, changes: UserUpdate) -> User:

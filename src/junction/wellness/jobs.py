@@ -104,8 +104,13 @@ def _register_schedules(settings: Settings) -> None:
         SyncKind.appointments: settings.wellness_appointments_cron,
     }
     for kind, cron in crons.items():
+        # A new deployment (or the demo) syncs at once, not up to six hours later.
         registry.schedule(
-            SCHEDULE_NAMES[kind], SCHEDULED_SYNC_JOB, cron=cron, payload={"kind": kind.value}
+            SCHEDULE_NAMES[kind],
+            SCHEDULED_SYNC_JOB,
+            cron=cron,
+            payload={"kind": kind.value},
+            run_on_first_start=True,
         )
 
 

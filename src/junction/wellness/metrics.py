@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import structlog
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from junction.platform.db import Database, utcnow
+from junction.platform.metrics import register_snapshot_collector
 from junction.wellness import repository
 from junction.wellness.models import Appointment, Client, RunStatus, SyncKind
 
@@ -95,4 +95,4 @@ class WellnessSyncCollector(Collector):
 
 
 WELLNESS_SYNC_STATS = WellnessSyncCollector()
-REGISTRY.register(WELLNESS_SYNC_STATS)
+register_snapshot_collector(WELLNESS_SYNC_STATS)

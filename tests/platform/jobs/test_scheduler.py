@@ -88,6 +88,34 @@ async def test_a_once_schedule_fires_once_per_start(
     assert await scheduler.tick() == 1
 
 
+async def test_a_schedule_waits_for_its_first_tick_by_default(
+    job_settings: Settings, database: Database
+) -> None:
+    scheduler = Scheduler(database, job_settings, jobs_registry=_registry(cron="0 0 1 1 *"))
+    await scheduler.sync()
+    assert await scheduler.tick() == 0
+    assert await jobs_by_id(database) == {}
+
+
+async def test_a_first_start_schedule_fires_at_once_until_it_has_fired(
+    job_settings: Settings, database: Database
+) -> None:
+    jobs = _registry(cron="0 0 1 1 *", run_on_first_start=True)
+    scheduler = Scheduler(database, job_settings, jobs_registry=jobs)
+    await scheduler.sync()
+    await scheduler.sync()  # a second scheduler starting at the same time
+    assert await scheduler.tick() == 1
+    assert await scheduler.tick() == 0
+
+    # The next start keeps the timetable: the schedule has fired on this database.
+    await Scheduler(database, job_settings, jobs_registry=jobs).sync()
+    assert await scheduler.tick() == 0
+    row = await _schedule_row(database)
+    assert row.next_run_at is not None
+    assert (row.next_run_at.month, row.next_run_at.day, row.next_run_at.hour) == (1, 1, 0)
+    assert len(await jobs_by_id(database)) == 1
+
+
 async def test_a_tick_merges_into_a_queued_job_with_its_unique_key(
     job_settings: Settings, database: Database
 ) -> None:
@@ -128,6 +156,8 @@ def test_invalid_schedules_are_refused() -> None:
         JobRegistry().schedule("s", "j", cron="not a cron")
     with pytest.raises(ValueError, match="exactly one"):
         JobRegistry().schedule("s", "j", cron="* * * * *", every=5)
+    with pytest.raises(ValueError, match="run_on_first_start"):
+        JobRegistry().schedule("s", "j", once_after=5, run_on_first_start=True)
 
 
 @pytest.mark.slow

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import structlog
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from junction.platform.db import Database, utcnow
 from junction.platform.jobs.models import Job, JobState
+from junction.platform.metrics import register_snapshot_collector
 
 log = structlog.get_logger(__name__)
 
@@ -87,4 +88,4 @@ class JobStatsCollector(Collector):
 
 
 JOB_STATS = JobStatsCollector()
-REGISTRY.register(JOB_STATS)
+register_snapshot_collector(JOB_STATS)

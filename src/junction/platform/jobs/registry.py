@@ -100,6 +100,9 @@ class ScheduleDefinition:
     payload: Any = None
     unique_key: str | None = None
     """A tick that finds a job with this key queued or running merges into it."""
+    run_on_first_start: bool = False
+    """Due at once while it has never fired on this database, instead of at its first
+    tick: a new deployment syncs now rather than hours later."""
 
     def next_run(self, now: datetime) -> datetime | None:
         """The first tick after ``now``: missed ticks are never replayed one by one."""
@@ -191,11 +194,20 @@ class JobRegistry:
         once_after: float | None = None,
         payload: Any = None,
         unique_key: str | None = None,
+        run_on_first_start: bool = False,
     ) -> ScheduleDefinition:
         """Enqueue ``job_name`` on a cron expression (UTC), every N seconds, or once N
-        seconds after the scheduler starts."""
+        seconds after the scheduler starts; ``run_on_first_start`` also fires a cron or
+        interval schedule as soon as a scheduler starts, until it has fired once."""
+        if run_on_first_start and once_after is not None:
+            raise ValueError("run_on_first_start= is for cron= and every= schedules")
         definition = ScheduleDefinition(
-            name, job_name, schedule_spec(cron, every, once_after), payload, unique_key
+            name,
+            job_name,
+            schedule_spec(cron, every, once_after),
+            payload,
+            unique_key,
+            run_on_first_start,
         )
         self.schedules[name] = definition
         return definition

@@ -21,13 +21,12 @@ from junction.platform.jobs.registry import load_job_modules, registry
 from junction.platform.jobs.scheduler import Scheduler
 from junction.platform.jobs.worker import QueueSlots, Worker
 from junction.platform.logging import configure_logging
-from junction.platform.migrations import SchemaNotReady, prepare_schema
+from junction.platform.migrations import wait_for_schema
 from junction.platform.realtime.broker import Broker, create_broker
 from junction.platform.redis_pool import open_redis
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
-SCHEMA_POLL_SECONDS = 2.0
 
 
 class JobRuntime:
@@ -80,17 +79,6 @@ class JobRuntime:
         await self.wait()
 
 
-async def _wait_for_schema(settings: Settings, database: Database) -> None:
-    """Migrate, or wait for the migrate step (a Compose service, a Kubernetes Job)."""
-    while True:
-        try:
-            await prepare_schema(settings, database)
-            return
-        except SchemaNotReady as exc:
-            log.warning("waiting for migrations", reason=str(exc))
-            await asyncio.sleep(SCHEMA_POLL_SECONDS)
-
-
 async def run_until_signalled(
     settings: Settings, *, worker: bool, scheduler: bool, queues: list[QueueSlots] | None = None
 ) -> None:
@@ -105,7 +93,7 @@ async def run_until_signalled(
     cache = open_cache(settings)
     try:
         await database.wait_until_reachable(settings.database_startup_attempts)
-        await _wait_for_schema(settings, database)
+        await wait_for_schema(settings, database)
         runtime = JobRuntime(
             database,
             settings,

@@ -4,8 +4,10 @@ Schedules live in ``job_schedules``. Firing a tick is a compare-and-set on the r
 ``next_run_at`` in the same transaction as the enqueue, so with any number of scheduler
 processes each tick fires exactly once, and its job exists exactly when the tick is
 recorded. The next tick is computed from the time of firing, not from the missed tick:
-after downtime a schedule runs once, not once per missed tick. The scheduler also reaps
-jobs whose worker died, so a deployment with no live worker still frees unique keys.
+after downtime a schedule runs once, not once per missed tick. A schedule marked
+``run_on_first_start`` that has never fired is due as soon as a scheduler stores it. The
+scheduler also reaps jobs whose worker died, so a deployment with no live worker still
+frees unique keys.
 """
 
 from __future__ import annotations
@@ -154,6 +156,18 @@ async def _sync_one(session: AsyncSession, definition: ScheduleDefinition) -> No
             updated_at=now,
         )
     )
+    if definition.run_on_first_start:
+        # Never fired here (a new database, or a schedule new to it): due now. Once it
+        # fires, last_run_at is set and this matches nothing, in any scheduler.
+        await session.execute(
+            update(Schedule)
+            .where(
+                Schedule.name == definition.name,
+                Schedule.last_run_at.is_(None),
+                Schedule.next_run_at > now,
+            )
+            .values(next_run_at=now, updated_at=now)
+        )
     if definition.spec.startswith("once:"):
         # Armed again by each start, unless a start before us already armed it.
         await session.execute(

@@ -1,4 +1,8 @@
-"""Prometheus metrics of the live channels (``junction_realtime_*``)."""
+"""Prometheus metrics of the live channels (``junction_realtime_*``).
+
+The gauges count what a process holds open; with several web processes a scrape adds up
+those of the processes still running (``livesum``).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ CONNECTIONS = Gauge(
     "junction_realtime_connections",
     "Open live connections, by transport (cable, sse).",
     ["transport"],
+    multiprocess_mode="livesum",
 )
 SUBSCRIPTIONS = Gauge(
     "junction_realtime_subscriptions",
     "Active channel subscriptions, by channel.",
     ["channel"],
+    multiprocess_mode="livesum",
 )
 MESSAGES_SENT = Counter(
     "junction_realtime_messages_sent_total",

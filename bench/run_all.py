@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, list[str], dict[str, str]]] = [
     ("jobs_latency", [], {}),
     ("jobs_throughput", [], {}),
     ("events_api", [], {}),
+    ("proxy_events", [], {}),
     ("events_feed", [], {}),
     ("ratelimit_checks", [], {}),
     (

@@ -9,13 +9,11 @@ transaction, also isolates tests whose server runs in another process.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -24,10 +22,9 @@ from junction.app import create_app, metadata
 from junction.platform.db import Database
 from junction.platform.migrations import upgrade_to_head
 from junction.settings import Settings
+from tests.support.app import running
+from tests.support.environment import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.support.live import LiveServer, start_live_server
-
-TEST_DATABASE_URL = os.environ.get("JUNCTION_TEST_DATABASE_URL")
-TEST_REDIS_URL = os.environ.get("JUNCTION_TEST_REDIS_URL")
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +52,14 @@ def settings(migrated_database_url: str, tmp_path: Path) -> Settings:
         log_format="console",
         run_embedded_worker=False,
     )
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """A handle on the test database, made from the test's ``settings``."""
+    database = Database(settings)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -89,11 +94,6 @@ async def started_app(app: FastAPI) -> AsyncIterator[FastAPI]:
         while not app.state.startup.migrated:
             await asyncio.sleep(0.01)
         yield app
-
-
-def running(app: FastAPI) -> LifespanManager:
-    """The app's lifespan, with time limits generous enough for a loaded CI machine."""
-    return LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ from junction.platform.first_start import FirstStartRecord, FirstStartStep, run_
 from junction.platform.health import StartupState
 from junction.platform.health import router as health_router
 from junction.platform.http_cache import CachedReadsMiddleware
+from junction.platform.integrations import DeadLetter, IntegrationRun, Lease, SyncStatusChannel
+from junction.platform.integrations.metrics import INTEGRATION_HEALTH
 from junction.platform.jobs import api as jobs_api
 from junction.platform.jobs.metrics import JOB_STATS
 from junction.platform.jobs.models import Job, Schedule
@@ -47,6 +49,7 @@ from junction.platform.storage import install_storage, open_storage
 from junction.profiles import api as profiles_api
 from junction.profiles import models as profiles_models
 from junction.profiles import service as profiles_service
+from junction.profiles.channels import UserUpdatesChannel
 from junction.settings import Settings, get_settings
 from junction.wellness import api as wellness_api
 from junction.wellness import models as wellness_models
@@ -67,12 +70,12 @@ MODELS = (
     events_models.Event,
     events_models.Slot,
     events_models.Zone,
-    events_models.SyncRun,
     wellness_models.Client,
     wellness_models.Appointment,
     wellness_models.SyncState,
-    wellness_models.SyncRun,
-    wellness_models.DeadLetter,
+    IntegrationRun,
+    DeadLetter,
+    Lease,
 )
 # The domains' job handlers and schedules, loaded by every process that runs or enqueues jobs.
 JOB_MODULES = (
@@ -145,6 +148,8 @@ def create_app(settings: Settings | None = None) -> Application:
     app.include_router(profiles_api.router)
     app.include_router(chat_api.router)
     register_channel(app, ChatChannel())
+    register_channel(app, SyncStatusChannel())
+    register_channel(app, UserUpdatesChannel())
     app.direct_routes.extend(chat_api.DIRECT_ROUTES)
     app.include_router(events_api.router)
     app.include_router(wellness_api.router)
@@ -180,7 +185,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                             settings.job_metrics_refresh_seconds,
                         )
                     )
-                    for name, stats in (("jobs", JOB_STATS), ("wellness", WELLNESS_SYNC_STATS))
+                    for name, stats in (
+                        ("jobs", JOB_STATS),
+                        ("integrations", INTEGRATION_HEALTH),
+                        ("wellness", WELLNESS_SYNC_STATS),
+                    )
                 ),
                 asyncio.create_task(events_api.data_version_watcher(app).refresh_forever()),
             ]

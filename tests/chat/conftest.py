@@ -1,19 +1,15 @@
-"""Builders for the chat tests: applications, chats and messages made over HTTP."""
+"""Fixtures of the chat tests (their builders are in ``tests/support/chat.py``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from junction.settings import Settings
+from tests.support.chat import GENEROUS_LIMITS
 from tests.support.live import LiveServer, start_live_server
-
-# Enough for the bursts of these tests; the default limit is per application token.
-GENEROUS_LIMITS = '{"default": "100000/minute", "write": "100000/minute"}'
 
 
 @pytest.fixture(scope="package")
@@ -27,35 +23,3 @@ def chat_server(migrated_database_url: str) -> Iterator[LiveServer]:
     )
     with start_live_server(settings, JUNCTION_RATE_LIMITS=GENEROUS_LIMITS) as server:
         yield server
-
-
-async def new_application(client: httpx.AsyncClient, name: str = "Test App") -> str:
-    response = await client.post("/applications", json={"application": {"name": name}})
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token
-
-
-async def new_chat(client: httpx.AsyncClient, token: str) -> int:
-    response = await client.post(f"/applications/{token}/chats")
-    assert response.status_code == 202, response.text
-    number: int = response.json()["number"]
-    return number
-
-
-async def new_message(client: httpx.AsyncClient, token: str, chat: int, body: str) -> int:
-    response = await client.post(
-        f"/applications/{token}/chats/{chat}/messages", json={"message": {"body": body}}
-    )
-    assert response.status_code == 202, response.text
-    number: int = response.json()["number"]
-    return number
-
-
-def keys_everywhere(value: Any) -> set[str]:
-    """Every object key in a JSON document, at any depth."""
-    if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in keys_everywhere(v)}
-    if isinstance(value, list):
-        return {k for v in value for k in keys_everywhere(v)}
-    return set()

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.chat.conftest import keys_everywhere, new_application, new_chat, new_message
+from tests.support.chat import keys_everywhere, new_application, new_chat, new_message
 
 WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

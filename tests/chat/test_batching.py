@@ -14,7 +14,7 @@ from sqlalchemy.engine.interfaces import CacheStats
 
 from junction.chat.batching import MessageBatcher
 from junction.chat.numbering import NumberAllocator
-from tests.chat.conftest import new_application, new_chat
+from tests.support.chat import new_application, new_chat
 
 CHATS = 3
 MESSAGES_PER_CHAT = 20

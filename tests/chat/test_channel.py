@@ -13,8 +13,8 @@ from junction.app import create_app
 from junction.chat import service
 from junction.chat.numbering import NumberAllocator
 from junction.settings import Settings
-from tests.chat.conftest import keys_everywhere, new_application, new_chat, new_message
 from tests.platform.realtime.test_sse import event_stream
+from tests.support.chat import keys_everywhere, new_application, new_chat, new_message
 from tests.support.realtime import CableClient, RunningServer, cable_client, serving
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import httpx
@@ -20,17 +18,9 @@ from junction.chat.service import (
 from junction.platform.db import Database, utcnow
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
-from tests.chat.conftest import new_application, new_chat, new_message
+from tests.support.chat import new_application, new_chat, new_message
 from tests.support.live import LiveServer, environment_for
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """A deadline, not a speed assertion."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, "the counts were not updated in time"
-        await asyncio.sleep(0.1)
+from tests.support.waiting import eventually
 
 
 async def test_counts_follow_creates(chat_server: LiveServer) -> None:
@@ -50,7 +40,7 @@ async def test_counts_follow_creates(chat_server: LiveServer) -> None:
                 0,
             ]
 
-        await eventually(counted)
+        await eventually(counted, what="the counts update")
         accepted = await client.post(
             f"/applications/{token}/chats/2/messages", json={"message": {"body": "five"}}
         )
@@ -59,7 +49,7 @@ async def test_counts_follow_creates(chat_server: LiveServer) -> None:
             job = (await client.get(accepted.headers["Location"])).json()
             return bool(job["state"] == "succeeded")
 
-        await eventually(job_done)
+        await eventually(job_done, what="the counts job succeeding")
         job = (await client.get(accepted.headers["Location"])).json()
         assert job["result"] == {"messages_count": 5}
 

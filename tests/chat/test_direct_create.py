@@ -17,7 +17,7 @@ import pytest
 from junction.chat import api as chat_api
 from junction.platform.application import Application
 from junction.settings import Settings
-from tests.chat.conftest import new_application, new_chat
+from tests.support.chat import new_application, new_chat
 
 CREATES_PER_MINUTE = 7  # one for the chat, then three pairs of messages
 VARYING_HEADERS = {"x-request-id", "date", "location", "content-length"}

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from junction.chat.numbering import NumberAllocator
 from junction.settings import Settings
-from tests.chat.conftest import GENEROUS_LIMITS, new_application, new_chat
+from tests.support.chat import GENEROUS_LIMITS, new_application, new_chat
 from tests.support.live import LiveServer, start_live_server
 
 CONCURRENT = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.chat.conftest import new_application, new_chat, new_message
+from tests.support.chat import new_application, new_chat, new_message
 
 BODIES = [
     "Hello, world!",

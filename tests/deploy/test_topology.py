@@ -18,7 +18,7 @@ import secrets
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +40,7 @@ from tests.deploy.topology_schedule import TICK_SECONDS, TOPOLOGY_TICK
 from tests.support.containers import Container, Topology, image_or_skip, topology
 from tests.support.live import free_port, serving_in_thread
 from tests.support.realtime import cable_client
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -65,16 +66,6 @@ class Deployment:
     database: Database
     evidence: Path
     key: str
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (value := await check()):
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.2)
-    return value
 
 
 @pytest.fixture
@@ -231,7 +222,7 @@ async def _all_ready(deployment: Deployment) -> None:
                 except httpx.TransportError:
                     return False
 
-            await eventually(ready, f"{url}/ready", timeout=120)
+            await eventually(ready, timeout=120, what=f"{url}/ready")
 
 
 async def _before_the_workers(deployment: Deployment) -> tuple[str, list[Any]]:
@@ -282,8 +273,8 @@ async def _caches_follow_the_workers_sync(deployment: Deployment, user_id: str) 
             async def events_listed(url: str = url) -> bool:
                 return len(await _events(client, url)) > 0
 
-            await eventually(synced, f"the synced user on {url}")
-            await eventually(events_listed, f"the synced events on {url}")
+            await eventually(synced, timeout=60, what=f"the synced user on {url}")
+            await eventually(events_listed, timeout=60, what=f"the synced events on {url}")
 
 
 async def _messages_are_numbered_once_across_both_webs(deployment: Deployment) -> None:
@@ -339,7 +330,9 @@ async def _every_job_runs_once_in_effect_though_a_worker_is_killed(
             if j.state == "running" and (j.locked_by or "").startswith(f"{victim.name}:")
         ]
 
-    interrupted = await eventually(victim_is_running_a_job, "a job running on the victim")
+    interrupted = await eventually(
+        victim_is_running_a_job, timeout=60, what="a job running on the victim"
+    )
     victim.kill()
     deployment.workers.remove(victim)
 
@@ -348,7 +341,7 @@ async def _every_job_runs_once_in_effect_though_a_worker_is_killed(
         return jobs if all(j.state == JobState.succeeded.value for j in jobs) else None
 
     # The default lease (30 s) has to run out before the killed worker's jobs run again.
-    jobs = await eventually(all_succeeded, "every record job to succeed", timeout=180)
+    jobs = await eventually(all_succeeded, timeout=180, what="every record job to succeed")
     assert not (deployment.evidence / "violations").exists()
     for job in jobs:
         assert (deployment.evidence / f"{job.id}.done").read_text().count("\n") >= 1
@@ -388,7 +381,7 @@ async def _each_tick_fires_once(deployment: Deployment) -> None:
         span = (fired[-1] - fired[0]).total_seconds() if fired else 0
         return fired if span >= TICK_SPAN_SECONDS else []
 
-    fired = await eventually(ticks, f"{TICK_SPAN_SECONDS} s of {TOPOLOGY_TICK}", timeout=120)
+    fired = await eventually(ticks, timeout=120, what=f"{TICK_SPAN_SECONDS} s of {TOPOLOGY_TICK}")
     assert [tick for tick, n in Counter(fired).items() if n > 1] == []
     gaps = [later - earlier for earlier, later in itertools.pairwise(fired)]
     assert min(gaps) >= timedelta(seconds=TICK_SECONDS)  # no tick fired twice
@@ -405,7 +398,7 @@ async def _sigterm_ends_every_container_cleanly(deployment: Deployment) -> None:
     async def running() -> bool:
         return any(j.state == "running" for j in await _jobs(deployment.database, ids))
 
-    await eventually(running, "a job running when SIGTERM comes")
+    await eventually(running, timeout=60, what="a job running when SIGTERM comes")
     containers = [*deployment.webs, *deployment.workers, *deployment.schedulers]
     codes = await asyncio.gather(*(asyncio.to_thread(c.stop) for c in containers))
     assert dict(zip([c.name for c in containers], codes, strict=True)) == {

@@ -1,18 +1,14 @@
-"""Fixtures of the events tests: the provider emulator over real HTTP, fast-failing
-provider settings, and helpers to run a sync against a chosen response."""
+"""Fixtures of the events tests: the provider emulator over real HTTP and fast-failing
+provider settings (helpers to run a sync are in ``tests/support/events.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from junction.emulators.provider import create_app as create_provider_emulator
-from junction.events import service
-from junction.events.models import SyncRun
-from junction.platform.auth import Scope, create_api_key
-from junction.platform.db import Database
 from junction.settings import Settings
 from tests.support.live import serving_in_thread
 
@@ -35,37 +31,6 @@ def settings(settings: Settings, provider_emulator: str) -> Settings:
             "events_cache_version_check_seconds": 0.0,
         }
     )
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings)
-    yield database
-    await database.dispose()
-
-
-def feed_url(base_url: str, query: str) -> str:
-    return f"{base_url}/api/events?{query}"
-
-
-async def sync_from(database: Database, settings: Settings, base_url: str, query: str) -> SyncRun:
-    """One sync against the emulator answering as ``query`` says (``mode=fixed&response=2``)."""
-    configured = settings.model_copy(update={"provider_url": feed_url(base_url, query)})
-    return await service.run_sync(database, configured, "test")
-
-
-async def sync_response(database: Database, settings: Settings, base_url: str, n: int) -> SyncRun:
-    return await sync_from(database, settings, base_url, f"mode=fixed&response={n}")
-
-
-async def api_key(database: Database, *scopes: Scope) -> str:
-    async with database.transaction() as session:
-        _, plain = await create_api_key(session, "events tests", scopes)
-    return plain
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture

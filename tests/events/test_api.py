@@ -13,13 +13,13 @@ from sqlalchemy import select
 
 from junction.app import create_app
 from junction.events import service
-from junction.events.models import SyncRun
 from junction.platform.auth import Scope
 from junction.platform.db import Database
+from junction.platform.integrations import IntegrationRun
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
-from tests.conftest import running
-from tests.events.conftest import api_key, bearer, sync_from, sync_response
+from tests.support.app import running
+from tests.support.events import api_key, bearer, sync_from, sync_response
 
 YEAR = {"starts_at": "2021-01-01T00:00:00Z", "ends_at": "2021-12-31T23:59:59Z"}
 
@@ -271,7 +271,7 @@ async def test_a_slow_or_failing_provider_does_not_hold_up_the_api(
 
 async def _run_started(database: Database) -> bool:
     async with database.reading() as session:
-        runs = (await session.scalars(select(SyncRun).order_by(SyncRun.id))).all()
+        runs = (await session.scalars(select(IntegrationRun).order_by(IntegrationRun.id))).all()
     return len(runs) == 2
 
 

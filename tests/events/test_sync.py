@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 from junction.emulators.provider import fixture, synthetic_feed
 from junction.events import service
 from junction.events.feed import FeedError
-from junction.events.models import Event, Slot, SyncRun, Zone
+from junction.events.models import Event, Slot, Zone
 from junction.platform.db import Database
+from junction.platform.integrations import DeadLetter, IntegrationRun
 from junction.settings import Settings
-from tests.events.conftest import sync_from, sync_response
+from tests.support.events import sync_from, sync_response
 from tests.support.live import free_port
 
 
@@ -212,8 +213,22 @@ async def test_runs_are_recorded_with_their_trigger(
 ) -> None:
     await sync_response(database, settings, provider_emulator, 2)
     async with database.reading() as session:
-        (run,) = (await session.scalars(select(SyncRun))).all()
-    assert (run.trigger, run.status, run.skipped) == ("test", "succeeded", 1)
+        (run,) = (await session.scalars(select(IntegrationRun))).all()
+    assert (run.trigger, run.status, run.set_aside) == ("test", "succeeded", 1)
     assert run.finished_at is not None
     assert run.started_at <= run.finished_at
-    assert run.feed_bytes == len(fixture("response_2.xml"))
+    assert run.bytes_read == len(fixture("response_2.xml"))
+
+
+async def test_a_skipped_record_is_set_aside_with_what_it_was_and_why(
+    database: Database, settings: Settings, provider_emulator: str
+) -> None:
+    run = await sync_response(database, settings, provider_emulator, 2)
+    async with database.reading() as session:
+        (letter,) = (await session.scalars(select(DeadLetter))).all()
+    assert (letter.integration, letter.kind, letter.run_id) == ("events", "feed", run.id)
+    assert letter.external_id == "1642"
+    assert letter.payload == {"record": "event", "parent": "base_event 444", "line": 18}
+    assert letter.error == run.errors[0]
+    assert "'2021-09-31T20:00:00' is not a valid date and time" in letter.error
+    assert letter.resolved_at is None

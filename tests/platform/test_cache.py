@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from junction.platform.cache import CACHE_FALLBACKS, MemoryCache, RedisCache, open_cache
 from junction.settings import Settings
-from tests.conftest import TEST_REDIS_URL
+from tests.support.environment import TEST_REDIS_URL
 from tests.support.live import free_port
 
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from junction.app import create_app
 from junction.platform.migrations import upgrade_to_head
 from junction.settings import LogFormat, Settings
-from tests.conftest import running
+from tests.support.app import running
 from tests.support.live import free_port
 
 

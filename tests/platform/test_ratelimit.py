@@ -24,7 +24,7 @@ from junction.platform.ratelimit import (
     rate_limit,
 )
 from junction.settings import Settings
-from tests.conftest import TEST_REDIS_URL
+from tests.support.environment import TEST_REDIS_URL
 from tests.support.live import free_port
 
 

@@ -11,7 +11,7 @@ import pytest
 from junction.platform.ratelimit import RATE_LIMIT_FALLBACKS, RateLimiter
 from junction.platform.redis_pool import RedisOutage, open_redis
 from junction.settings import Settings
-from tests.conftest import TEST_REDIS_URL
+from tests.support.environment import TEST_REDIS_URL
 
 
 def test_an_outage_is_skipped_for_its_window_then_retried() -> None:

@@ -18,9 +18,10 @@ from junction.platform.cache import MemoryCache, RedisCache
 from junction.platform.jobs.models import Job
 from junction.profiles.models import User
 from junction.settings import Settings
-from tests.conftest import running
-from tests.profiles.conftest import ADA, PROFILE_QUEUES, jobs_settled, keyed_client, stored_files
+from tests.support.app import running
 from tests.support.files import PDF, png_bytes
+from tests.support.profiles import ADA, PROFILE_QUEUES, keyed_client, stored_files
+from tests.support.queue import jobs_settled
 from tests.support.workers import worker_running
 
 pytestmark = pytest.mark.usefixtures("profiles_app")

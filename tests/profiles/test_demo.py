@@ -12,8 +12,8 @@ from junction.emulators.airtable import DEFAULT_BASE_ID
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
 from junction.settings import Settings
-from tests.profiles.conftest import ADA
 from tests.support.live import start_live_server
+from tests.support.profiles import ADA
 
 pytestmark = pytest.mark.slow
 

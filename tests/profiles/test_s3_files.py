@@ -11,11 +11,12 @@ from aiobotocore.session import get_session
 from junction.app import create_app
 from junction.platform.auth import Scope
 from junction.settings import Settings
-from tests.conftest import running
-from tests.platform.storage.conftest import configured
 from tests.platform.storage.test_s3 import moto_endpoint
-from tests.profiles.conftest import ADA, PROFILE_QUEUES, jobs_settled, keyed_client
+from tests.support.app import running
 from tests.support.files import PDF, png_bytes
+from tests.support.profiles import ADA, PROFILE_QUEUES, keyed_client
+from tests.support.queue import jobs_settled
+from tests.support.storage import configured
 from tests.support.workers import worker_running
 
 __all__ = ["moto_endpoint"]

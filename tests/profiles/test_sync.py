@@ -7,7 +7,7 @@ production; the emulator injects the faults.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,15 +28,17 @@ from junction.emulators.airtable import (
     emulator_state,
 )
 from junction.platform.auth import Scope
+from junction.platform.integrations import DeadLetter, IntegrationRun
 from junction.platform.jobs.models import Job
 from junction.platform.wire import wire_time
 from junction.profiles.models import User
 from junction.settings import Settings
 from tests.platform.realtime.test_stock_client import node_client
-from tests.profiles.conftest import ADA
 from tests.support.files import png_bytes
 from tests.support.live import free_port, serving_in_thread
+from tests.support.profiles import ADA
 from tests.support.realtime import RunningServer, serving
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -83,15 +85,6 @@ async def setup(settings: Settings, tmp_path: Path) -> AsyncIterator[Setup]:
                 timeout=30,
             ) as client:
                 yield Setup(junction, emulator_state(emulator), client)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError("the condition did not hold in time")
-        await asyncio.sleep(0.1)
 
 
 async def all_synced(setup: Setup, count: int) -> None:
@@ -158,6 +151,46 @@ async def test_a_failing_airtable_shows_on_the_user_and_in_the_job_records(setup
     assert len(setup.records()) == 1
 
 
+async def test_each_drain_is_a_run_and_a_refused_user_a_dead_letter(setup: Setup) -> None:
+    setup.airtable.tokens = frozenset()  # every write refused for good (401)
+    refused = (await setup.client.post("/api/v1/users", json=ADA)).json()
+
+    async def gave_up() -> bool:
+        shown = (await setup.client.get(f"/api/v1/users/{refused['id']}")).json()
+        return bool(shown["sync"]["status"] == "failed")
+
+    await eventually(gave_up, timeout=30)
+    letters = await _airtable_dead_letters(setup)
+    assert [(d.external_id, d.resolved_at) for d in letters] == [(refused["id"], None)]
+    assert letters[0].payload["email"].lower() == ADA["email"].lower()
+    assert "401" in letters[0].error
+
+    setup.airtable.tokens = frozenset({DEFAULT_TOKEN})
+    renamed = await setup.client.patch(f"/api/v1/users/{refused['id']}", json={"first_name": "A"})
+    assert renamed.status_code == 200
+    await all_synced(setup, 1)
+
+    [letter] = await _airtable_dead_letters(setup)
+    assert (letter.resolution, letter.resolved_at is not None) == ("superseded", True)
+    async with setup.junction.app.state.database.reading() as session:
+        runs = list(
+            await session.scalars(
+                select(IntegrationRun)
+                .where(IntegrationRun.integration == "airtable")
+                .order_by(IntegrationRun.id)
+            )
+        )
+    assert runs[0].status == "failed"
+    assert (runs[0].set_aside, runs[0].kind) == (1, "users")
+    assert (runs[-1].status, runs[-1].created, runs[-1].set_aside) == ("succeeded", 1, 0)
+
+
+async def _airtable_dead_letters(setup: Setup) -> list[DeadLetter]:
+    async with setup.junction.app.state.database.reading() as session:
+        query = select(DeadLetter).where(DeadLetter.integration == "airtable")
+        return list(await session.scalars(query.order_by(DeadLetter.id)))
+
+
 async def test_updates_and_deletes_reach_airtable(setup: Setup) -> None:
     user = (await setup.client.post("/api/v1/users", json=ADA)).json()
     await all_synced(setup, 1)
@@ -169,7 +202,7 @@ async def test_updates_and_deletes_reach_airtable(setup: Setup) -> None:
         records = setup.records()
         return len(records) == 1 and records[0]["fields"]["Last Name"] == "King"
 
-    await eventually(renamed)
+    await eventually(renamed, timeout=60)
     assert setup.records()[0]["id"] == record_id
 
     assert (await setup.client.delete(f"/api/v1/users/{user['id']}")).status_code == 204
@@ -177,7 +210,7 @@ async def test_updates_and_deletes_reach_airtable(setup: Setup) -> None:
     async def gone() -> bool:
         return not setup.records() and not await setup.users()
 
-    await eventually(gone)
+    await eventually(gone, timeout=60)
 
 
 async def test_the_file_url_sent_to_airtable_downloads_the_file(setup: Setup) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,10 @@ class RunningServer:
         async with self.app.state.database.transaction() as session:
             _, plain = await create_api_key(session, "test", scopes)
         return plain
+
+
+# What the ``serve`` fixture answers: ``async with serve(**settings) as server: ...``
+ServeFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 
 @asynccontextmanager

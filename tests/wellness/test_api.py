@@ -6,20 +6,20 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 import junction.wellness.jobs  # noqa: F401  (registers the wellness schedules)
 from junction.emulators.wellness import Mode, WellnessEmulator
 from junction.platform.auth import Scope, create_api_key
 from junction.platform.db import Database
+from junction.platform.integrations.metrics import INTEGRATION_HEALTH
 from junction.platform.jobs import registry
-from junction.platform.jobs.models import Job
 from junction.settings import Settings
 from junction.wellness.metrics import WELLNESS_SYNC_STATS
 from junction.wellness.models import SyncKind
 from junction.wellness.service import SCHEDULE_NAMES
+from tests.support.queue import finished_jobs
+from tests.support.wellness import runs, sync
 from tests.support.workers import worker_running
-from tests.wellness.conftest import runs, sync
 
 
 async def api_key(database: Database, *scopes: Scope) -> dict[str, str]:
@@ -31,19 +31,6 @@ async def api_key(database: Database, *scopes: Scope) -> dict[str, str]:
 @pytest.fixture
 async def sync_key(database: Database) -> dict[str, str]:
     return await api_key(database, Scope.sync, Scope.read)
-
-
-async def finished_jobs(database: Database, ids: set[int], timeout: float = 30) -> list[Job]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        async with database.reading() as session:
-            jobs = list((await session.scalars(select(Job).where(Job.id.in_(ids)))).all())
-        if jobs and all(job.state in ("succeeded", "dead") for job in jobs):
-            return jobs
-        if loop.time() > deadline:
-            raise AssertionError(f"jobs {ids} did not finish: {[j.state for j in jobs]}")
-        await asyncio.sleep(0.05)
 
 
 async def test_status_is_public_and_counts_per_status(
@@ -246,12 +233,15 @@ async def test_metrics_show_the_seed_health_numbers(
     emulator.set_mode(Mode("error"))
     await sync(database, settings, SyncKind.clients)
     await WELLNESS_SYNC_STATS.refresh(database)
+    await INTEGRATION_HEALTH.refresh(database)
 
     text = (await client.get("/metrics")).text
 
-    assert 'junction_wellness_sync_success_ratio{kind="clients"} 0.5' in text
-    assert 'junction_wellness_sync_errors{kind="clients"} 1.0' in text
-    assert 'junction_wellness_sync_runs{kind="clients",status="succeeded"} 1.0' in text
-    assert 'junction_wellness_sync_seconds_since_success{kind="clients"}' in text
-    assert 'junction_wellness_sync_seconds_since_success{kind="appointments"}' not in text
+    clients = 'integration="wellness",kind="clients"'
+    assert f"junction_integration_success_ratio{{{clients}}} 0.5" in text
+    assert f"junction_integration_errors{{{clients}}} 1.0" in text
+    assert f'junction_integration_runs{{{clients},status="succeeded"}} 1.0' in text
+    assert f"junction_integration_seconds_since_success{{{clients}}}" in text
+    appointments = 'integration="wellness",kind="appointments"'
+    assert f"junction_integration_seconds_since_success{{{appointments}}}" not in text
     assert 'junction_wellness_records{kind="clients",sync_status="synced"} 40.0' in text

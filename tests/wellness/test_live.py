@@ -9,14 +9,14 @@ from redis.asyncio import Redis
 
 from junction.emulators.wellness import WellnessEmulator
 from junction.platform.db import Database
-from junction.platform.realtime import SYNC_STATUS_STREAM
+from junction.platform.integrations import SYNC_STATUS_STREAM
 from junction.platform.realtime.broker import create_broker
 from junction.settings import Settings
 from junction.wellness.models import SyncKind
 from junction.wellness.service import trigger_sync
-from tests.conftest import TEST_REDIS_URL
+from tests.support.environment import TEST_REDIS_URL
+from tests.support.queue import finished_jobs
 from tests.support.workers import worker_running
-from tests.wellness.test_api import finished_jobs
 
 
 async def test_a_run_publishes_its_progress_and_result(

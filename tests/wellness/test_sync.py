@@ -9,13 +9,15 @@ from sqlalchemy import select
 
 from junction.emulators.wellness import Change, EmulatorConfig, Mode, WellnessEmulator
 from junction.platform.db import Database
+from junction.platform.integrations import DeadLetter
 from junction.settings import Settings
-from junction.wellness.models import Appointment, Client, DeadLetter, SyncKind, SyncStatus
-from tests.wellness.conftest import (
+from junction.wellness.models import Appointment, Client, SyncKind, SyncStatus
+from tests.support.wellness import (
     API_KEY,
     appointments_by_id,
     clients_by_id,
     count,
+    lease_holder_of,
     runs,
     state_of,
     sync,
@@ -29,7 +31,7 @@ async def test_first_full_sync_lands_every_record(
 
     assert report.status == "succeeded", report.error
     assert report.mode == "full"
-    assert (report.counts.fetched, report.counts.created, report.counts.failed) == (40, 40, 0)
+    assert (report.counts.fetched, report.counts.created, report.counts.set_aside) == (40, 40, 0)
     clients = await clients_by_id(database)
     assert len(clients) == 40
     upstream = emulator.client(7)
@@ -44,7 +46,7 @@ async def test_first_full_sync_lands_every_record(
     state = await state_of(database, SyncKind.clients)
     assert state is not None
     assert state.cursor is not None
-    assert state.holder_run_id is None
+    assert await lease_holder_of(database, SyncKind.clients) is None
     [run] = await runs(database)
     assert (run.status, run.fetched, run.created, run.cursor_to) == (
         "succeeded",
@@ -202,7 +204,7 @@ async def test_wrong_credentials_stop_the_run_and_keep_the_data(
     assert (await runs(database))[-1].error == report.error
     state = await state_of(database, SyncKind.clients)
     assert state is not None
-    assert state.holder_run_id is None
+    assert await lease_holder_of(database, SyncKind.clients) is None
 
 
 async def test_429_is_waited_out_as_retry_after_says(
@@ -290,7 +292,7 @@ async def test_malformed_records_are_set_aside_and_the_rest_lands(
     report = await sync(database, settings, SyncKind.appointments, full=True)
 
     assert report.status == "succeeded", report.error
-    assert (report.counts.failed, report.counts.unchanged, report.counts.deleted) == (10, 90, 0)
+    assert (report.counts.set_aside, report.counts.unchanged, report.counts.deleted) == (10, 90, 0)
     async with database.reading() as session:
         letters = list((await session.scalars(select(DeadLetter).order_by(DeadLetter.id))).all())
     assert len(letters) == 10

@@ -3,7 +3,6 @@ run (the job, reclaimed once its lease expires) completes it."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -17,12 +16,14 @@ from sqlalchemy import select
 
 from junction.emulators.wellness import Mode, WellnessEmulator
 from junction.platform.db import Database
+from junction.platform.integrations import IntegrationRun
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
-from junction.wellness.models import Appointment, SyncKind, SyncRun
+from junction.wellness.models import Appointment, SyncKind
 from junction.wellness.service import trigger_sync
 from tests.support.live import environment_for
-from tests.wellness.conftest import API_KEY, count, runs, state_of
+from tests.support.waiting import eventually
+from tests.support.wellness import API_KEY, count, lease_holder_of, runs, state_of
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +56,6 @@ def worker_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes]
             process.wait(10)
 
 
-async def wait_for(check: object, what: str, timeout: float = 60) -> None:
-    assert callable(check)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_worker_killed_mid_sync_leaves_a_consistent_state_and_the_next_run_completes(
     database: Database, settings: Settings, emulator: WellnessEmulator
 ) -> None:
@@ -77,7 +68,7 @@ async def test_a_worker_killed_mid_sync_leaves_a_consistent_state_and_the_next_r
         return bool(history) and history[0].fetched >= 30
 
     with worker_process(settings) as (process, _):
-        await wait_for(some_pages_landed, "three pages landing")
+        await eventually(some_pages_landed, timeout=60, what="three pages landing")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
@@ -99,7 +90,7 @@ async def test_a_worker_killed_mid_sync_leaves_a_consistent_state_and_the_next_r
 
     with worker_process(settings) as (_, log_file):
         try:
-            await wait_for(job_done, "the reclaimed job succeeding")
+            await eventually(job_done, timeout=60, what="the reclaimed job succeeding")
         except AssertionError:
             log_file.seek(0)
             raise AssertionError(log_file.read().decode(errors="replace")) from None
@@ -119,6 +110,6 @@ async def test_a_worker_killed_mid_sync_leaves_a_consistent_state_and_the_next_r
     done = await state_of(database, SyncKind.appointments)
     assert done is not None
     assert done.cursor is not None
-    assert done.holder_run_id is None
+    assert await lease_holder_of(database, SyncKind.appointments) is None
     assert second.cursor_to == done.cursor
-    assert isinstance(second, SyncRun)
+    assert isinstance(second, IntegrationRun)

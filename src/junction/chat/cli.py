@@ -9,10 +9,9 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from junction.chat import repository, search, seed_data, service
+from junction.chat import repository, seed_data, service
 from junction.platform.db import Database
 from junction.settings import get_settings
 
@@ -100,10 +99,7 @@ def reindex() -> None:
                     done += await repository.refold_messages(session, start, end)
                 progress.update(task, completed=end - first + 1)
         async with database.transaction() as session:
-            if database.is_sqlite:
-                await session.execute(search.sqlite_rebuild())
-            else:
-                await session.execute(text("REINDEX INDEX ix_chat_messages_search"))
+            await repository.rebuild_search_index(session)
         return done
 
     console.print(f"Reindexed {_run(rebuild)} messages.")

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from junction.platform.db import Base, UTCDateTime, utcnow
-
-# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (auto-increment).
-RowId = BigInteger().with_variant(Integer(), "sqlite")
+from junction.platform.db import Base, RowId, UTCDateTime, utcnow
 
 
 class Application(Base):

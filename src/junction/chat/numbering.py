@@ -23,17 +23,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
-from junction.chat.models import Application, Chat, Message
+from junction.chat.repository import CHAT_NUMBERS as CHAT_NUMBERS
+from junction.chat.repository import MESSAGE_NUMBERS as MESSAGE_NUMBERS
+from junction.chat.repository import NumberSequence, allocate_in_database, database_floor
 
 log = structlog.get_logger(__name__)
 
@@ -54,25 +53,6 @@ for i, key in ipairs(KEYS) do
 end
 return last
 """
-
-
-@dataclass(frozen=True)
-class NumberSequence:
-    """Where the numbers of one kind of row live: the parent's counter, the rows."""
-
-    kind: str
-    counter: InstrumentedAttribute[int]
-    parent_id: InstrumentedAttribute[int]
-    parent_key: InstrumentedAttribute[int]
-    number: InstrumentedAttribute[int]
-
-
-CHAT_NUMBERS = NumberSequence(
-    "chats", Application.last_chat_number, Application.id, Chat.application_id, Chat.number
-)
-MESSAGE_NUMBERS = NumberSequence(
-    "messages", Chat.last_message_number, Chat.id, Message.chat_id, Message.number
-)
 
 
 def chat_numbers_key(application_token: str) -> str:
@@ -152,44 +132,3 @@ class NumberAllocator:
     async def _raise_and_increment(self, key: str, floor: int) -> int:
         result: Any = await self._raise_and_increment_script(keys=[key], args=[floor])
         return int(result)
-
-
-def _highest_stored(sequence: NumberSequence, parent_id: int) -> Any:
-    return (
-        select(func.coalesce(func.max(sequence.number), 0))
-        .where(sequence.parent_key == parent_id)
-        .scalar_subquery()
-    )
-
-
-def _greatest(session: AsyncSession, *values: Any) -> Any:
-    # SQLite's two-argument max() is PostgreSQL's greatest().
-    if session.get_bind().dialect.name == "sqlite":
-        return func.max(*values)
-    return func.greatest(*values)
-
-
-async def database_floor(session: AsyncSession, sequence: NumberSequence, parent_id: int) -> int:
-    """The highest number the database knows of: stored, or handed out by its counter."""
-    floor = await session.scalar(
-        select(_greatest(session, sequence.counter, _highest_stored(sequence, parent_id))).where(
-            sequence.parent_id == parent_id
-        )
-    )
-    return int(floor or 0)
-
-
-async def allocate_in_database(
-    session: AsyncSession, sequence: NumberSequence, parent_id: int
-) -> int:
-    """Raise the parent's counter past every stored number, in the caller's transaction."""
-    raised = _greatest(session, sequence.counter, _highest_stored(sequence, parent_id)) + 1
-    number = await session.scalar(
-        update(sequence.parent_id.class_)
-        .where(sequence.parent_id == parent_id)
-        .values({sequence.counter: raised})
-        .returning(sequence.counter)
-        .execution_options(synchronize_session=False)
-    )
-    assert number is not None, "the parent row exists: the caller has just read it"
-    return int(number)

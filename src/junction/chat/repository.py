@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -17,11 +18,13 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from junction.chat import search
 from junction.chat.models import Application, Chat, Message
@@ -340,5 +343,73 @@ async def refold_messages(session: AsyncSession, first_id: int, last_id: int) ->
     return len(rows)
 
 
+async def rebuild_search_index(session: AsyncSession) -> None:
+    """Rebuild the message search index from ``search_text`` as stored."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(search.sqlite_rebuild())
+    else:
+        await session.execute(text("REINDEX INDEX ix_chat_messages_search"))
+
+
 async def all_applications(session: AsyncSession) -> Sequence[Application]:
     return (await session.scalars(select(Application).order_by(Application.id))).all()
+
+
+@dataclass(frozen=True)
+class NumberSequence:
+    """Where the numbers of one kind of row live: the parent's counter, the rows."""
+
+    kind: str
+    counter: InstrumentedAttribute[int]
+    parent_id: InstrumentedAttribute[int]
+    parent_key: InstrumentedAttribute[int]
+    number: InstrumentedAttribute[int]
+
+
+CHAT_NUMBERS = NumberSequence(
+    "chats", Application.last_chat_number, Application.id, Chat.application_id, Chat.number
+)
+MESSAGE_NUMBERS = NumberSequence(
+    "messages", Chat.last_message_number, Chat.id, Message.chat_id, Message.number
+)
+
+
+def _highest_stored(sequence: NumberSequence, parent_id: int) -> Any:
+    return (
+        select(func.coalesce(func.max(sequence.number), 0))
+        .where(sequence.parent_key == parent_id)
+        .scalar_subquery()
+    )
+
+
+def _greatest(session: AsyncSession, *values: Any) -> Any:
+    # SQLite's two-argument max() is PostgreSQL's greatest().
+    if session.get_bind().dialect.name == "sqlite":
+        return func.max(*values)
+    return func.greatest(*values)
+
+
+async def database_floor(session: AsyncSession, sequence: NumberSequence, parent_id: int) -> int:
+    """The highest number the database knows of: stored, or handed out by its counter."""
+    floor = await session.scalar(
+        select(_greatest(session, sequence.counter, _highest_stored(sequence, parent_id))).where(
+            sequence.parent_id == parent_id
+        )
+    )
+    return int(floor or 0)
+
+
+async def allocate_in_database(
+    session: AsyncSession, sequence: NumberSequence, parent_id: int
+) -> int:
+    """Raise the parent's counter past every stored number, in the caller's transaction."""
+    raised = _greatest(session, sequence.counter, _highest_stored(sequence, parent_id)) + 1
+    number = await session.scalar(
+        update(sequence.parent_id.class_)
+        .where(sequence.parent_id == parent_id)
+        .values({sequence.counter: raised})
+        .returning(sequence.counter)
+        .execution_options(synchronize_session=False)
+    )
+    assert number is not None, "the parent row exists: the caller has just read it"
+    return int(number)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.datastructures import QueryParams
 
-from junction.events import repository, service
+from junction.events import service
 from junction.events.schemas import (
     ErrorsBody,
     EventsPage,
@@ -33,6 +33,7 @@ from junction.platform.cache import Cache, get_or_build
 from junction.platform.db import Database, DbSession, ReadSession, database_of
 from junction.platform.errors import ValidationFailed
 from junction.platform.http_cache import CachedRead, cached_answer, entry_of
+from junction.platform.integrations import repository as runs
 from junction.platform.jobs import enqueue
 from junction.platform.ratelimit import rate_limit
 from junction.settings import Settings
@@ -292,5 +293,5 @@ async def sync_runs(
     _: ReadScope,
     limit: Annotated[int, Query(ge=1, le=100, description="How many runs, newest first.")] = 20,
 ) -> EventSyncRuns:
-    runs = await repository.recent_runs(session, limit)
-    return EventSyncRuns(data=[EventSyncRunPublic.of(run) for run in runs])
+    recent = await runs.list_runs(session, service.INTEGRATION, limit=limit)
+    return EventSyncRuns(data=[EventSyncRunPublic.model_validate(run) for run in recent])

@@ -10,8 +10,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from junction.events import provider, service
-from junction.events.models import SyncRun, SyncStatus
+from junction.events.schemas import EventSyncRunPublic
 from junction.platform.db import Database
+from junction.platform.integrations import RunStatus
 from junction.settings import get_settings
 
 console = Console()
@@ -24,7 +25,7 @@ def _describe(report: service.SyncReport) -> str:
     )
 
 
-async def _run(progress: Progress) -> SyncRun:
+async def _run(progress: Progress) -> EventSyncRunPublic:
     settings = get_settings()
     task = progress.add_task(f"fetching {provider.feed_url(settings) or 'the feed'}")
 
@@ -53,5 +54,5 @@ def sync_events() -> None:
     console.print(table)
     for error in run.errors:
         console.print(f"[yellow]{error}[/]")
-    if run.status != SyncStatus.succeeded.value:
+    if run.status != RunStatus.succeeded.value:
         raise typer.Exit(1)

@@ -4,6 +4,9 @@
 A failed fetch or a refused feed is a finished job whose run says "failed": the outbound
 client has already retried, and the next tick comes in five minutes. Only an unexpected
 error (the database gone) fails the job, so the job system retries it.
+
+The run's report goes to ``SyncStatusChannel`` once it is opened and once it is finished,
+after each commit, through the job's broker (see ``SyncStatusPublisher``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from junction.events import service
+from junction.platform.integrations import SyncStatusPublisher
 from junction.platform.jobs import Backoff, JobContext, registry
 from junction.settings import get_settings
 
@@ -29,7 +33,13 @@ async def sync_events(job: JobContext) -> dict[str, Any]:
     trigger = "api"
     if isinstance(job.payload, dict):
         trigger = str(job.payload.get("trigger", "schedule"))
-    run = await service.run_sync(job.database, job.settings, trigger)
+    publisher = SyncStatusPublisher(job.broker)
+    try:
+        run = await service.run_sync(
+            job.database, job.settings, trigger, observe=publisher, job_id=job.id
+        )
+    finally:
+        await publisher.aclose()
     return {"run_id": run.id, "status": run.status, "skipped": run.skipped}
 
 

@@ -1,4 +1,5 @@
-"""Events, slots and zones of the ticketing provider, and the record of each sync run.
+"""Events, slots and zones of the ticketing provider (its sync runs are the kit's
+``IntegrationRun`` rows, integration ``events``).
 
 Keys (the provider's ids are not unique on their own):
 
@@ -19,11 +20,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     ForeignKey,
@@ -111,34 +109,3 @@ class Zone(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     slot: Mapped[Slot] = relationship(back_populates="zones", lazy="raise")
-
-
-class SyncStatus(StrEnum):
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-
-
-class SyncRun(Base):
-    """One pull of the feed: when, how it ended, what it changed and what it skipped.
-
-    ``rows_written`` > 0 marks a run that changed the data; the newest such run's id is the
-    data version that the API's cache keys carry.
-    """
-
-    __tablename__ = "event_sync_runs"
-    __table_args__ = (Index("ix_event_sync_runs_rows_written_id", "rows_written", "id"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    trigger: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(2000))
-    status: Mapped[str] = mapped_column(String(16), default=SyncStatus.running.value)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    created: Mapped[int] = mapped_column(Integer, default=0)
-    updated: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    skipped: Mapped[int] = mapped_column(Integer, default=0)
-    rows_written: Mapped[int] = mapped_column(Integer, default=0)
-    feed_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)

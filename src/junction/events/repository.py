@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from junction.events.models import Event, Slot, SyncRun, Zone
+from junction.events.models import Event, Slot, Zone
 from junction.platform.db import utcnow
 
 
@@ -85,12 +85,6 @@ async def insert_zones(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         await session.execute(insert(Zone), rows)
 
 
-async def data_version(session: AsyncSession) -> int:
-    """The id of the newest run that changed data: it changes exactly when data does."""
-    version = await session.scalar(select(func.max(SyncRun.id)).where(SyncRun.rows_written > 0))
-    return int(version or 0)
-
-
 def _overlapping(starts_at: datetime, ends_at: datetime) -> list[ColumnElement[bool]]:
     return [Slot.current.is_(True), Slot.starts_at <= ends_at, Slot.ends_at >= starts_at]
 
@@ -139,18 +133,3 @@ async def overlapping_slots(
             .options(selectinload(Slot.event))
         )
     return list(await session.scalars(query))
-
-
-async def recent_runs(session: AsyncSession, limit: int) -> list[SyncRun]:
-    return list(await session.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)))
-
-
-async def add_run(session: AsyncSession, trigger: str, source: str) -> SyncRun:
-    run = SyncRun(trigger=trigger, source=source, errors=[])
-    session.add(run)
-    await session.flush()
-    return run
-
-
-async def get_run(session: AsyncSession, run_id: int) -> SyncRun | None:
-    return await session.get(SyncRun, run_id)

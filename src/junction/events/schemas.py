@@ -9,9 +9,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from junction.events.models import Event, Slot, SyncRun, Zone
+from junction.events.models import Event, Slot, Zone
 from junction.platform.wire import WireTime
 
 
@@ -238,6 +238,10 @@ class EventSyncAccepted(BaseModel):
 
 
 class EventSyncRunPublic(BaseModel):
+    # Read from the run's IntegrationRun row; the kit's set_aside and notes keep this
+    # API's names, skipped and errors.
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     trigger: str
     source: str
@@ -247,26 +251,9 @@ class EventSyncRunPublic(BaseModel):
     created: int
     updated: int
     unchanged: int
-    skipped: int
+    skipped: int = Field(validation_alias="set_aside")
     rows_written: int
-    errors: list[str]
-
-    @classmethod
-    def of(cls, run: SyncRun) -> EventSyncRunPublic:
-        return cls(
-            id=run.id,
-            trigger=run.trigger,
-            source=run.source,
-            status=run.status,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            created=run.created,
-            updated=run.updated,
-            unchanged=run.unchanged,
-            skipped=run.skipped,
-            rows_written=run.rows_written,
-            errors=[str(error) for error in run.errors],
-        )
+    errors: list[str] = Field(validation_alias="notes")
 
 
 class EventSyncRuns(BaseModel):

@@ -3,7 +3,8 @@
 ``persist_feed`` takes the caller's session and never commits: one feed is one
 transaction, so a feed that turns out malformed halfway changes nothing. ``run_sync`` is
 the one function here that owns transactions, because a run must be recorded (started,
-failed) even when the feed's own transaction rolls back.
+failed) even when the feed's own transaction rolls back. The run is the sync kit's
+(integration ``events``, kind ``feed``); skipped records go to the kit's dead letters.
 
 A slot is written only when its content hash changed: an unchanged feed writes no row at
 all. Events and slots that vanish from the feed are left as they were, still served.
@@ -29,25 +30,47 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.events import provider, repository
 from junction.events.feed import FeedError, FeedEvent, FeedItem, FeedSlot, SkippedRecord, parse_feed
-from junction.events.models import Event, Slot, SyncRun, SyncStatus
+from junction.events.models import Event, Slot
 from junction.events.schemas import (
     EventPublic,
     EventsPage,
     EventsPageMeta,
     EventsPagination,
+    EventSyncRunPublic,
     SearchEvent,
     SearchEvents,
 )
-from junction.platform.db import Database, utcnow
+from junction.platform.db import Database, run_after_commit, utcnow
 from junction.platform.http import OutboundError
+from junction.platform.integrations import (
+    RunCounts,
+    RunReport,
+    RunStatus,
+    SetAside,
+    add_counts,
+    finish_run,
+    open_run,
+    set_aside,
+)
+from junction.platform.integrations import repository as runs
+from junction.platform.integrations.runs import MAX_NOTES
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+INTEGRATION = "events"
+FEED_KIND = "feed"
 BATCH_SLOTS = 500
-MAX_REPORTED_ERRORS = 100
+MAX_FAILURE_LENGTH = 2000
+MAX_EXTERNAL_ID_LENGTH = 200  # integration_dead_letters.external_id
 
 Progress = Callable[["SyncReport"], None]
+RunObserver = Callable[[RunReport], None]
+"""Told of each committed step of a run (opened, finished); must not block."""
+
+
+def _ignore(report: RunReport) -> None:
+    return None
 
 
 @dataclass
@@ -66,8 +89,16 @@ class SyncReport:
 
     def skip(self, record: SkippedRecord) -> None:
         self.skipped += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
+        if len(self.errors) < MAX_NOTES:
             self.errors.append(record.describe())
+
+
+def dead_letter(record: SkippedRecord) -> SetAside:
+    """A skipped record as the kit sets it aside: what and where it was, and the message
+    the run reports for it."""
+    external_id = record.external_id[:MAX_EXTERNAL_ID_LENGTH] if record.external_id else None
+    payload = {"record": record.kind, "parent": record.parent, "line": record.line}
+    return SetAside(external_id, payload, record.describe())
 
 
 def _digest(parts: Any) -> str:
@@ -89,21 +120,30 @@ def slot_hash(slot: FeedSlot) -> str:
 
 
 class FeedPersister:
-    """Writes batches of one feed; remembers which base events it has seen in this feed."""
+    """Writes batches of one feed; remembers which base events it has seen in this feed.
+    With a ``run``, each batch's skipped records are set aside under it."""
 
-    def __init__(self, session: AsyncSession, report: SyncReport) -> None:
+    def __init__(
+        self, session: AsyncSession, report: SyncReport, run: RunReport | None = None
+    ) -> None:
         self.session = session
         self.report = report
+        self.run = run
         self.now = utcnow()
         self.seen_events: set[str] = set()
+        self.skipped: list[SkippedRecord] = []
+
+    def skip(self, record: SkippedRecord) -> None:
+        self.report.skip(record)
+        self.skipped.append(record)
 
     async def persist(self, items: list[FeedItem]) -> None:
         events: list[FeedEvent] = []
         for item in items:
             if isinstance(item, SkippedRecord):
-                self.report.skip(item)
+                self.skip(item)
             elif item.external_id in self.seen_events:
-                self.report.skip(
+                self.skip(
                     SkippedRecord("base event", item.external_id, None, "listed twice in the feed")
                 )
             else:
@@ -112,6 +152,10 @@ class FeedPersister:
         if events:
             event_ids = await self._persist_events(events)
             await self._persist_slots(events, event_ids)
+        if self.run is not None and self.skipped:
+            records = [dead_letter(record) for record in self.skipped]
+            await set_aside(self.session, self.run, records, self.now)
+        self.skipped.clear()
 
     async def _persist_events(self, events: list[FeedEvent]) -> dict[str, int]:
         stored = await repository.events_by_external_id(
@@ -122,7 +166,7 @@ class FeedPersister:
         for event in events:
             self.report.events_seen += 1
             for record in event.skipped:
-                self.report.skip(record)
+                self.skip(record)
             digest = event_hash(event)
             found = stored.get(event.external_id)
             online = event.sell_mode == "online"
@@ -163,9 +207,7 @@ class FeedPersister:
             for slot in event.slots:
                 if slot.external_id in listed:
                     parent = f"base event {event.external_id}"
-                    self.report.skip(
-                        SkippedRecord("slot", slot.external_id, None, "listed twice", parent)
-                    )
+                    self.skip(SkippedRecord("slot", slot.external_id, None, "listed twice", parent))
                     continue
                 listed.add(slot.external_id)
                 digest = slot_hash(slot)
@@ -252,10 +294,12 @@ async def persist_feed(
     source: IO[bytes],
     zone: tzinfo,
     on_progress: Progress | None = None,
+    run: RunReport | None = None,
 ) -> SyncReport:
-    """Store one feed in the caller's transaction; ``FeedError`` if it cannot be used."""
+    """Store one feed in the caller's transaction; ``FeedError`` if it cannot be used.
+    Skipped records are set aside under ``run``, if given."""
     report = SyncReport()
-    persister = FeedPersister(session, report)
+    persister = FeedPersister(session, report, run)
     async for batch in parsed_batches(source, zone):
         await persister.persist(batch)
         if on_progress is not None:
@@ -270,60 +314,82 @@ async def run_sync(
     settings: Settings,
     trigger: str,
     on_progress: Progress | None = None,
-) -> SyncRun:
-    """Fetch, parse and store the feed once, recording the run; returns the finished run."""
+    observe: RunObserver = _ignore,
+    job_id: int | None = None,
+) -> EventSyncRunPublic:
+    """Fetch, parse and store the feed once, recording the run; returns the finished run.
+    ``observe`` is told of the run once opened and once finished, after each commit."""
     source = provider.feed_url(settings) or "(JUNCTION_PROVIDER_URL is not set)"
     async with database.transaction() as session:
-        run_id = (await repository.add_run(session, trigger, source)).id
-    log.info("events sync started", run_id=run_id, trigger=trigger, source=source)
+        run = await open_run(session, INTEGRATION, FEED_KIND, trigger, source=source, job_id=job_id)
+        _observe_after_commit(session, run, observe)
+    log.info("events sync started", run_id=run.run_id, trigger=trigger, source=source)
     try:
         feed = await provider.fetch_feed(settings)
         async with database.transaction() as session:
-            report = await persist_feed(
-                session, io.BytesIO(feed), ZoneInfo(settings.provider_timezone), on_progress
-            )
-            return await _finish(session, run_id, SyncStatus.succeeded, report, len(feed))
+            zone = ZoneInfo(settings.provider_timezone)
+            report = await persist_feed(session, io.BytesIO(feed), zone, on_progress, run)
+            return await _succeed(session, run, report, len(feed), observe)
     except (FeedError, OutboundError, provider.ProviderError) as exc:
-        return await _record_failure(database, run_id, str(exc))
+        return await _fail(database, run, str(exc), observe)
     except BaseException as exc:
-        await asyncio.shield(_record_failure(database, run_id, f"{type(exc).__name__}: {exc}"))
+        await asyncio.shield(_fail(database, run, f"{type(exc).__name__}: {exc}", observe))
         raise
 
 
-async def _finish(
-    session: AsyncSession,
-    run_id: int,
-    status: SyncStatus,
-    report: SyncReport,
-    feed_bytes: int | None,
-) -> SyncRun:
-    run = await repository.get_run(session, run_id)
-    assert run is not None
-    run.status = status.value
-    run.finished_at = utcnow()
-    run.created, run.updated, run.unchanged = report.created, report.updated, report.unchanged
-    run.skipped, run.rows_written = report.skipped, report.rows_written
-    run.feed_bytes = feed_bytes
-    run.errors = report.errors
+async def _succeed(
+    session: AsyncSession, run: RunReport, report: SyncReport, feed_bytes: int, observe: RunObserver
+) -> EventSyncRunPublic:
+    counts = RunCounts(
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        set_aside=report.skipped,
+    )
+    await add_counts(session, run, counts)
+    await finish_run(
+        session,
+        run,
+        RunStatus.succeeded,
+        notes=report.errors,
+        rows_written=report.rows_written,
+        bytes_read=feed_bytes,
+    )
     log.info(
         "events sync finished",
-        run_id=run_id,
-        status=status.value,
+        run_id=run.run_id,
+        status=run.status,
         created=report.created,
         updated=report.updated,
         unchanged=report.unchanged,
         skipped=report.skipped,
         rows_written=report.rows_written,
     )
-    await session.flush()
-    return run
+    return await _finished(session, run, observe)
 
 
-async def _record_failure(database: Database, run_id: int, message: str) -> SyncRun:
-    log.warning("events sync failed", run_id=run_id, error=message)
+async def _fail(
+    database: Database, run: RunReport, message: str, observe: RunObserver
+) -> EventSyncRunPublic:
+    log.warning("events sync failed", run_id=run.run_id, error=message)
+    message = message[:MAX_FAILURE_LENGTH]
     async with database.transaction() as session:
-        report = SyncReport(errors=[message[:2000]])
-        return await _finish(session, run_id, SyncStatus.failed, report, None)
+        await finish_run(session, run, RunStatus.failed, error=message, notes=[message])
+        return await _finished(session, run, observe)
+
+
+async def _finished(
+    session: AsyncSession, run: RunReport, observe: RunObserver
+) -> EventSyncRunPublic:
+    _observe_after_commit(session, run, observe)
+    row = await runs.get_run(session, run.run_id)
+    assert row is not None
+    return EventSyncRunPublic.model_validate(row)
+
+
+def _observe_after_commit(session: AsyncSession, run: RunReport, observe: RunObserver) -> None:
+    snapshot = run.snapshot()
+    run_after_commit(session, lambda: observe(snapshot))
 
 
 SYNC_JOB = "events.sync"
@@ -415,5 +481,5 @@ class DataVersionWatcher:
 
     async def _read(self) -> None:
         async with self.database.reading() as session:
-            self._version = await repository.data_version(session)
+            self._version = await runs.newest_writing_run_id(session, INTEGRATION)
         self._checked_at = asyncio.get_running_loop().time()

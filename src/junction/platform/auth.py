@@ -45,9 +45,6 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
-    def allows(self, scope: Scope) -> bool:
-        return scope.value in self.scopes or Scope.admin.value in self.scopes
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -55,6 +52,14 @@ class Principal:
 
     key_id: str
     scopes: frozenset[str]
+
+    @classmethod
+    def of(cls, api_key: ApiKey) -> Principal:
+        return cls(api_key.id, frozenset(api_key.scopes))
+
+    def has_scope(self, scope: Scope) -> bool:
+        """Whether the key holds ``scope``; the admin scope holds every scope."""
+        return scope.value in self.scopes or Scope.admin.value in self.scopes
 
 
 def _hash(key: str) -> str:
@@ -107,9 +112,9 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
             api_key = await find_api_key(session, credentials.credentials)
         if api_key is None:
             raise Unauthorized("The API key is invalid or revoked")
-        if not api_key.allows(scope):
+        principal = Principal.of(api_key)
+        if not principal.has_scope(scope):
             raise Forbidden(f"The API key lacks the '{scope.value}' scope")
-        principal = Principal(api_key.id, frozenset(api_key.scopes))
         request.state.principal = principal
         return principal
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from junction.platform.integrations import SyncStatusPublisher
 from junction.platform.jobs import Backoff, JobContext, enqueue, registry
 from junction.platform.storage import open_storage
 from junction.profiles import repository
@@ -31,6 +32,7 @@ async def sync_airtable(job: JobContext) -> dict[str, Any]:
     if not airtable_configured(job.settings):
         return {"skipped": "Airtable is not configured (AIRTABLE_API_KEY, AIRTABLE_BASE_ID)"}
     storage = open_storage(job.settings)
+    publisher = SyncStatusPublisher(job.broker)
     try:
         sync = UserSync(
             job.database,
@@ -39,10 +41,12 @@ async def sync_airtable(job: JobContext) -> dict[str, Any]:
             cache=job.cache,
             broker=job.broker,
             redis=job.redis,
+            observe=publisher,
         )
         user_id = (job.payload or {}).get("user_id")
         report = await sync.drain(user_id if isinstance(user_id, int) else None)
     finally:
+        await publisher.aclose()
         await storage.close()
     return report.as_dict()
 

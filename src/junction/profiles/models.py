@@ -18,10 +18,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from junction.platform.db import Base, UTCDateTime, utcnow
-
-# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (auto-increment).
-RowId = BigInteger().with_variant(Integer(), "sqlite")
+from junction.platform.db import Base, RowId, UTCDateTime, utcnow
 
 
 class SyncStatus(StrEnum):

@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from junction.platform.db import utcnow
 from junction.platform.errors import Conflict, NotFound
 from junction.platform.jobs import enqueue
-from junction.platform.realtime import USER_UPDATES_STREAM, Broker, publish_after_commit
+from junction.platform.realtime import Broker, publish_after_commit
 from junction.platform.storage import StoredFile
 from junction.platform.wire import wire_time
 from junction.profiles import repository
+from junction.profiles.channels import USER_UPDATES_STREAM
 from junction.profiles.models import SyncStatus, User
 from junction.profiles.schemas import UserCreate, UserUpdate
 

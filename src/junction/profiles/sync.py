@@ -10,13 +10,19 @@ A failed write is recorded on each user of the batch (status, attempts, last err
 attempt with backoff); the job of a user whose write failed fails too, so the job record
 shows the error and the job system retries it. A 429 is not the users' fault: the batch
 is released untouched and the throttle waits out the penalty.
+
+A drain that writes anything is a run of the sync kit (integration ``airtable``, kind
+``users``): its counts, its error, and a dead letter for each user Airtable refused for
+good (with what was sent), published live on SyncStatusChannel. Users are claimed row by
+row (``sync_claimed_until``) rather than under one lease: several drains run at once, each
+on users the others have not claimed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +31,19 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.cache import Cache
-from junction.platform.db import Database, utcnow
-from junction.platform.realtime import USER_UPDATES_STREAM, Broker, publish_after_commit
+from junction.platform.db import Database, run_after_commit, utcnow
+from junction.platform.integrations import (
+    RunCounts,
+    RunReport,
+    RunStatus,
+    SetAside,
+    add_counts,
+    finish_run,
+    open_run,
+    resolve_dead_letters,
+    set_aside,
+)
+from junction.platform.realtime import Broker, publish_after_commit
 from junction.platform.storage import Storage
 from junction.profiles import repository
 from junction.profiles.airtable import (
@@ -38,6 +55,7 @@ from junction.profiles.airtable import (
     RequestThrottle,
     airtable_connection,
 )
+from junction.profiles.channels import USER_UPDATES_STREAM
 from junction.profiles.models import SyncStatus, User
 from junction.profiles.service import CACHE_NAMESPACE, sync_status_message
 from junction.settings import Settings
@@ -46,6 +64,10 @@ log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 8
 DRAIN_BUDGET_SECONDS = 60.0
+
+
+INTEGRATION = "airtable"
+KIND = "users"
 
 
 @dataclass
@@ -91,7 +113,10 @@ class UserSync:
         cache: Cache | None,
         broker: Broker | None,
         redis: Redis | None,
+        observe: Callable[[RunReport], None] | None = None,
     ) -> None:
+        self.observe = observe
+        self.run: RunReport | None = None
         self.database = database
         self.settings = settings
         self.storage = storage
@@ -121,9 +146,37 @@ class UserSync:
             if error is not None and own_user_id in {claimed.id for claimed in batch}:
                 own_failed = error
             first = None
+        await self._finish_run(report)
         if own_failed is not None:
             raise OwnUserFailed(own_failed)
         return report
+
+    async def _record(self, session: AsyncSession, counts: RunCounts) -> None:
+        """Count into the drain's run, opened with its first batch."""
+        if self.run is None:
+            self.run = await open_run(session, INTEGRATION, KIND, "job")
+        await add_counts(session, self.run, counts)
+        self._observe_after_commit(session)
+
+    async def _finish_run(self, report: DrainReport) -> None:
+        if self.run is None:
+            return
+        failed = bool(report.failures)
+        async with self.database.transaction() as session:
+            await finish_run(
+                session,
+                self.run,
+                RunStatus.failed if failed else RunStatus.succeeded,
+                error=report.failures[-1] if failed else None,
+                notes=report.failures,
+                rows_written=report.written + report.deleted,
+            )
+            self._observe_after_commit(session)
+
+    def _observe_after_commit(self, session: AsyncSession) -> None:
+        if self.observe is not None and self.run is not None:
+            snapshot, observe = self.run.snapshot(), self.observe
+            run_after_commit(session, lambda: observe(snapshot))
 
     async def _claim(self, first: int | None) -> list[_Claimed]:
         async with self.database.transaction() as session:
@@ -214,6 +267,7 @@ class UserSync:
                     session, [claimed.id for claimed in (*upserts, *removals)]
                 )
             }
+            counts = RunCounts(fetched=len(upserts) + len(removals))
             for claimed in upserts:
                 user = users.get(claimed.id)
                 if user is None:
@@ -221,12 +275,21 @@ class UserSync:
                 user.airtable_record_id = record_ids.get(claimed.uuid, user.airtable_record_id)
                 self._mark_synced(session, user, claimed.version, now)
                 report.written += 1
+                if claimed.record_id is None:
+                    counts.created += 1
+                else:
+                    counts.updated += 1
             # A tombstone never changes again (no route finds it), so its row can go.
             for claimed in removals:
                 user = users.get(claimed.id)
                 if user is not None:
                     await session.delete(user)
                     report.deleted += 1
+                    counts.deleted += 1
+            await self._record(session, counts)
+            await resolve_dead_letters(
+                session, INTEGRATION, KIND, [claimed.uuid for claimed in upserts], now
+            )
         await self._invalidate()
 
     def _mark_synced(self, session: AsyncSession, user: User, version: int, now: datetime) -> None:
@@ -245,14 +308,21 @@ class UserSync:
 
     async def _failed(self, batch: Sequence[_Claimed], exc: AirtableError) -> None:
         now = utcnow()
+        sent = {claimed.id: claimed for claimed in batch}
+        refused: list[SetAside] = []
         async with self.database.transaction() as session:
-            for user in await repository.load(session, [claimed.id for claimed in batch]):
+            for user in await repository.load(session, list(sent)):
                 user.sync_attempts += 1
                 user.sync_error = str(exc)[:2000]
                 user.sync_claimed_until = None
                 gave_up = not exc.retryable or user.sync_attempts >= MAX_ATTEMPTS
                 user.sync_status = (SyncStatus.failed if gave_up else SyncStatus.retrying).value
                 user.sync_next_attempt_at = now + timedelta(seconds=_backoff(user.sync_attempts))
+                if gave_up:
+                    refused.append(SetAside(user.uuid, _sent(sent[user.id]), str(exc)[:2000]))
+            await self._record(session, RunCounts(fetched=len(batch), set_aside=len(refused)))
+            if refused and self.run is not None:
+                await set_aside(session, self.run, refused, now)
         log.warning("airtable sync failed", users=len(batch), error=str(exc))
         await self._invalidate()
 
@@ -266,6 +336,13 @@ class UserSync:
     async def _invalidate(self) -> None:
         if self.cache is not None:
             await self.cache.invalidate(CACHE_NAMESPACE)
+
+
+def _sent(claimed: _Claimed) -> dict[str, Any]:
+    """What was sent for the user, as the dead letter's payload."""
+    if claimed.airtable is None:
+        return {"junction_id": claimed.uuid, "deleted": True}
+    return {**asdict(claimed.airtable), "date_of_birth": claimed.airtable.date_of_birth.isoformat()}
 
 
 def _backoff(attempt: int) -> float:

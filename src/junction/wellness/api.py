@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.db import DbSession, ReadSession
 from junction.platform.errors import NotFound, ValidationFailed
+from junction.platform.integrations import repository as runs
 from junction.platform.jobs import job_token
 from junction.settings import Settings
 from junction.wellness import repository
@@ -26,7 +27,7 @@ from junction.wellness.schemas import (
     TriggerAccepted,
     TriggeredJob,
 )
-from junction.wellness.service import sync_status, trigger_sync
+from junction.wellness.service import INTEGRATION, sync_status, trigger_sync
 
 router = APIRouter(tags=["wellness sync"])
 
@@ -124,16 +125,18 @@ async def list_runs(
     page: Page = 1,
     per_page: PerPage = 50,
 ) -> Paginated[SyncRunPublic]:
-    runs, total = await repository.list_runs(
-        session, kind.value if kind else None, (page - 1) * per_page, per_page
+    kinds = [kind.value] if kind else None
+    found = await runs.list_runs(
+        session, INTEGRATION, kinds=kinds, limit=per_page, offset=(page - 1) * per_page
     )
-    return Paginated.of([SyncRunPublic.of(run) for run in runs], page, per_page, total)
+    total = await runs.count_runs(session, INTEGRATION, kinds=kinds, status=None)
+    return Paginated.of([SyncRunPublic.of(run) for run in found], page, per_page, total)
 
 
 @router.get("/api/v1/sync/runs/{run_id}", summary="One run", responses={404: {}})
 async def get_run(run_id: int, session: ReadSession, _: ReadKey) -> SyncRunPublic:
-    run = await repository.get_run(session, run_id) if run_id < 2**53 else None
-    if run is None:
+    run = await runs.get_run(session, run_id) if run_id < 2**53 else None
+    if run is None or run.integration != INTEGRATION:
         raise NotFound(f"sync run {run_id} does not exist")
     return SyncRunPublic.of(run)
 
@@ -148,8 +151,14 @@ async def list_dead_letters(
     page: Page = 1,
     per_page: PerPage = 50,
 ) -> Paginated[DeadLetterPublic]:
-    letters, total = await repository.list_dead_letters(
-        session, kind.value if kind else None, run_id, unresolved, (page - 1) * per_page, per_page
+    total, letters = await runs.list_dead_letters(
+        session,
+        INTEGRATION,
+        kinds=[kind.value] if kind else None,
+        run_id=run_id,
+        unresolved_only=unresolved,
+        limit=per_page,
+        offset=(page - 1) * per_page,
     )
     return Paginated.of([DeadLetterPublic.of(x) for x in letters], page, per_page, total)
 

@@ -68,7 +68,7 @@ def _run(kinds: list[SyncKind], full: bool) -> None:
                     counts.updated,
                     counts.unchanged,
                     counts.deleted,
-                    counts.failed,
+                    counts.set_aside,
                 )
             ),
             report.error or "",
@@ -99,7 +99,7 @@ async def _sync(settings: Settings, kinds: list[SyncKind], full: bool) -> list[R
                         description=f"{report.kind} ({report.mode}): {report.status}",
                         counts=f"{counts.fetched} fetched, {counts.created} new, "
                         f"{counts.updated} changed, {counts.deleted} deleted, "
-                        f"{counts.failed} set aside",
+                        f"{counts.set_aside} set aside",
                     )
 
                 engine = SyncEngine(database, settings, observe=show)

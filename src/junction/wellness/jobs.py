@@ -7,27 +7,25 @@ attempt may not meet (429, 5xx, timeouts) fails its job, so the job system retri
 backoff; wrong credentials or a wrong URL do not retry: the run says what to fix.
 
 Each run's progress and result go to ``SyncStatusChannel`` after each commit, through the
-job's broker: the web process's own when the worker is embedded, Redis from a separate
-worker (a separate worker without Redis has no way to reach the web processes).
+sync kit's publisher and the job's broker.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 from pydantic_core import to_jsonable_python
 
+from junction.platform.integrations import SyncStatusPublisher
 from junction.platform.jobs import Backoff, JobContext, registry
-from junction.platform.realtime import SYNC_STATUS_STREAM, Broker
 from junction.settings import Settings, get_settings
 from junction.wellness.models import SyncKind
 from junction.wellness.service import (
+    COUNT_NAMES,
     SCHEDULE_NAMES,
     SCHEDULED_SYNC_JOB,
     SYNC_JOB,
-    RunReport,
     SyncEngine,
     SyncRequest,
     trigger_sync,
@@ -38,29 +36,6 @@ log = structlog.get_logger(__name__)
 
 class SyncFailed(Exception):
     """The run failed in a way worth retrying; its error is in the run history too."""
-
-
-class SyncStatusPublisher:
-    """Sends run reports to SyncStatusChannel's stream through the job's broker, if any."""
-
-    def __init__(self, broker: Broker | None) -> None:
-        self.broker = broker
-        self.pending: set[asyncio.Task[int]] = set()
-
-    def __call__(self, report: RunReport) -> None:
-        if self.broker is None:
-            return
-        task = asyncio.get_running_loop().create_task(
-            self.broker.publish(SYNC_STATUS_STREAM, report.as_message())
-        )
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def aclose(self) -> None:
-        results = await asyncio.gather(*self.pending, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                log.warning("sync status broadcast failed", error=str(result))
 
 
 @registry.job(
@@ -78,7 +53,7 @@ async def run_sync(job: JobContext) -> dict[str, Any]:
         full=bool(payload.get("full", False)),
         job_id=job.id,
     )
-    publisher = SyncStatusPublisher(job.broker)
+    publisher = SyncStatusPublisher(job.broker, COUNT_NAMES)
     try:
         report = await SyncEngine(job.database, job.settings, observe=publisher).run(request)
     finally:

@@ -4,18 +4,17 @@ Both synced tables carry the seed's sync fields (``external_id``, ``last_synced_
 ``sync_status``, ``sync_errors``) plus ``content_hash`` (to count unchanged records without
 rewriting them) and ``deleted_at`` (a record deleted upstream is kept, marked, not live).
 
-``wellness_sync_state`` holds, per kind, the incremental cursor and the lease of the run in
-progress; ``wellness_sync_runs`` is the run history; ``wellness_dead_letters`` the records
-that upstream sent but could not be stored, with why.
+``wellness_sync_state`` holds, per kind, the incremental cursor. The run history, the
+records set aside and the lease of the run in progress are the sync kit's
+(``junction.platform.integrations``), under the integration name ``wellness``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from junction.platform.db import Base, UTCDateTime, utcnow
@@ -38,12 +37,6 @@ class SyncStatus(StrEnum):
     syncing = "syncing"
     synced = "synced"
     error = "error"
-
-
-class RunStatus(StrEnum):
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
 
 
 class RunMode(StrEnum):
@@ -99,56 +92,10 @@ class Appointment(SyncedRecord, Base):
 
 
 class SyncState(Base):
-    """Per kind: the cursor of the last committed run, and who holds the run lease."""
+    """Per kind: the cursor of the last committed run."""
 
     __tablename__ = "wellness_sync_state"
 
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     cursor: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    holder_run_id: Mapped[int | None] = mapped_column(RowId, default=None)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-
-
-class SyncRun(Base):
-    __tablename__ = "wellness_sync_runs"
-
-    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    trigger: Mapped[str] = mapped_column(String(32))
-    mode: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=RunStatus.running.value)
-    job_id: Mapped[int | None] = mapped_column(RowId, default=None)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    cursor_from: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    cursor_to: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    fetched: Mapped[int] = mapped_column(Integer, default=0)
-    created: Mapped[int] = mapped_column(Integer, default=0)
-    updated: Mapped[int] = mapped_column(Integer, default=0)
-    unchanged: Mapped[int] = mapped_column(Integer, default=0)
-    deleted: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-
-    __table_args__ = (Index("ix_wellness_sync_runs_kind_started_at", "kind", "started_at"),)
-
-
-class DeadLetter(Base):
-    """A record upstream sent that could not be stored; the run went on without it."""
-
-    __tablename__ = "wellness_dead_letters"
-
-    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(RowId, ForeignKey("wellness_sync_runs.id"))
-    kind: Mapped[str] = mapped_column(String(32))
-    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    payload: Mapped[Any] = mapped_column(JSON, nullable=True)
-    error: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-
-    __table_args__ = (
-        Index("ix_wellness_dead_letters_kind_external_id", "kind", "external_id"),
-        Index("ix_wellness_dead_letters_run_id", "run_id"),
-    )

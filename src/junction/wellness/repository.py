@@ -1,4 +1,5 @@
-"""Every query of the wellness domain: batch upserts, the sync lease, runs, reads.
+"""Every query of the wellness domain: batch upserts, the cursor, reads. (Runs, dead letters
+and the lease are the sync kit's.)
 
 Upserts are ``INSERT ... ON CONFLICT (external_id) DO UPDATE`` through SQLAlchemy's
 PostgreSQL and SQLite dialects (both speak it), sent as one executemany per batch.
@@ -8,24 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from junction.platform.db import utcnow
 from junction.platform.jobs.models import ACTIVE_STATES, Job, Schedule
-from junction.wellness.models import (
-    Appointment,
-    Client,
-    DeadLetter,
-    RunStatus,
-    SyncRun,
-    SyncState,
-    SyncStatus,
-)
+from junction.wellness.models import Appointment, Client, SyncState, SyncStatus
 
 SyncedModel = type[Client] | type[Appointment]
 CHUNK = 500
@@ -130,28 +122,8 @@ async def live_external_ids(session: AsyncSession, model: SyncedModel) -> list[s
     return list(result)
 
 
-async def add_dead_letters(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(_insert(session)(DeadLetter), rows)
-
-
-async def resolve_dead_letters(
-    session: AsyncSession, kind: str, external_ids: Sequence[str], now: datetime
-) -> None:
-    for part in chunks(external_ids):
-        await session.execute(
-            update(DeadLetter)
-            .where(
-                DeadLetter.kind == kind,
-                DeadLetter.resolved_at.is_(None),
-                DeadLetter.external_id.in_(part),
-            )
-            .values(resolved_at=now)
-        )
-
-
 async def locked_state(session: AsyncSession, kind: str) -> SyncState:
-    """The kind's state row, created if missing, locked until the transaction ends."""
+    """The kind's cursor row, created if missing, locked until the transaction ends."""
     await session.execute(
         _insert(session)(SyncState)
         .values(kind=kind)
@@ -165,78 +137,6 @@ async def locked_state(session: AsyncSession, kind: str) -> SyncState:
     )
     assert state is not None
     return state
-
-
-async def extend_lease(session: AsyncSession, kind: str, run_id: int, lease_seconds: float) -> bool:
-    """True while ``run_id`` still holds the kind's lease (it is then extended)."""
-    result = await session.execute(
-        update(SyncState)
-        .where(SyncState.kind == kind, SyncState.holder_run_id == run_id)
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-async def release_lease(session: AsyncSession, kind: str, run_id: int, **values: Any) -> bool:
-    result = await session.execute(
-        update(SyncState)
-        .where(SyncState.kind == kind, SyncState.holder_run_id == run_id)
-        .values(holder_run_id=None, lease_expires_at=None, **values)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-async def add_run_counts(session: AsyncSession, run_id: int, counts: dict[str, int]) -> None:
-    await session.execute(
-        update(SyncRun)
-        .where(SyncRun.id == run_id)
-        .values({name: getattr(SyncRun, name) + value for name, value in counts.items()})
-    )
-
-
-async def finish_run(session: AsyncSession, run_id: int, status: RunStatus, **values: Any) -> None:
-    await session.execute(
-        update(SyncRun)
-        .where(SyncRun.id == run_id)
-        .values(status=status.value, finished_at=utcnow(), **values)
-    )
-
-
-async def get_run(session: AsyncSession, run_id: int) -> SyncRun | None:
-    return await session.get(SyncRun, run_id, populate_existing=True)
-
-
-async def list_runs(
-    session: AsyncSession, kind: str | None, offset: int, limit: int
-) -> tuple[list[SyncRun], int]:
-    query = select(SyncRun)
-    if kind is not None:
-        query = query.where(SyncRun.kind == kind)
-    total = await _count(session, query)
-    rows = await session.scalars(
-        query.order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).offset(offset).limit(limit)
-    )
-    return list(rows), total
-
-
-async def list_dead_letters(
-    session: AsyncSession,
-    kind: str | None,
-    run_id: int | None,
-    unresolved_only: bool,
-    offset: int,
-    limit: int,
-) -> tuple[list[DeadLetter], int]:
-    query = select(DeadLetter)
-    if kind is not None:
-        query = query.where(DeadLetter.kind == kind)
-    if run_id is not None:
-        query = query.where(DeadLetter.run_id == run_id)
-    if unresolved_only:
-        query = query.where(DeadLetter.resolved_at.is_(None))
-    total = await _count(session, query)
-    rows = await session.scalars(query.order_by(DeadLetter.id.desc()).offset(offset).limit(limit))
-    return list(rows), total
 
 
 async def status_counts(session: AsyncSession, model: SyncedModel) -> tuple[dict[str, int], int]:
@@ -254,42 +154,12 @@ async def status_counts(session: AsyncSession, model: SyncedModel) -> tuple[dict
     return counts, int(deleted or 0)
 
 
+async def save_cursor(session: AsyncSession, kind: str, **values: Any) -> None:
+    await session.execute(update(SyncState).where(SyncState.kind == kind).values(**values))
+
+
 async def sync_states(session: AsyncSession) -> dict[str, SyncState]:
     return {state.kind: state for state in await session.scalars(select(SyncState))}
-
-
-async def last_run(
-    session: AsyncSession, kind: str, status: RunStatus | None = None
-) -> SyncRun | None:
-    query = select(SyncRun).where(SyncRun.kind == kind)
-    if status is not None:
-        query = query.where(SyncRun.status == status.value)
-    return await session.scalar(query.order_by(SyncRun.id.desc()).limit(1))
-
-
-async def run_outcomes(session: AsyncSession) -> dict[tuple[str, str], int]:
-    rows = await session.execute(
-        select(SyncRun.kind, SyncRun.status, func.count()).group_by(SyncRun.kind, SyncRun.status)
-    )
-    return {(kind, status): int(count) for kind, status, count in rows}
-
-
-async def last_success_times(session: AsyncSession) -> dict[str, datetime]:
-    rows = await session.execute(
-        select(SyncRun.kind, func.max(SyncRun.finished_at))
-        .where(SyncRun.status == RunStatus.succeeded.value)
-        .group_by(SyncRun.kind)
-    )
-    return {kind: finished for kind, finished in rows if finished is not None}
-
-
-async def unresolved_dead_letters(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(
-        select(DeadLetter.kind, func.count())
-        .where(DeadLetter.resolved_at.is_(None))
-        .group_by(DeadLetter.kind)
-    )
-    return {kind: int(count) for kind, count in rows}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from junction.wellness.models import Appointment, Client, DeadLetter, SyncRun
+from junction.platform.integrations import DeadLetter, IntegrationRun
+from junction.wellness.models import Appointment, Client
 
 T = TypeVar("T")
 
@@ -95,7 +96,7 @@ class SyncRunPublic(BaseModel):
     error: str | None
 
     @classmethod
-    def of(cls, run: SyncRun) -> SyncRunPublic:
+    def of(cls, run: IntegrationRun) -> SyncRunPublic:
         duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
         return cls(
             id=run.id,
@@ -115,7 +116,7 @@ class SyncRunPublic(BaseModel):
                 updated=run.updated,
                 unchanged=run.unchanged,
                 deleted=run.deleted,
-                failed=run.failed,
+                failed=run.set_aside,
             ),
             error=run.error,
         )

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.db import Database, run_after_commit, utcnow
 from junction.platform.http import CredentialsRejected, NotFoundUpstream, OutboundError
+from junction.platform.integrations import (
+    LeaseHeld,
+    RunCounts,
+    RunStatus,
+    SetAside,
+    acquire_lease,
+    add_counts,
+    extend_lease,
+    finish_run,
+    open_run,
+    release_lease,
+    resolve_dead_letters,
+    set_aside,
+)
+from junction.platform.integrations import RunReport as KitRunReport
+from junction.platform.integrations import repository as runs
+from junction.platform.integrations.lease import lease_holder
+from junction.platform.integrations.runs import record_interrupted
 from junction.platform.jobs import Enqueued, enqueue
 from junction.settings import Settings
 from junction.wellness import repository
@@ -52,9 +70,7 @@ from junction.wellness.models import (
     Appointment,
     Client,
     RunMode,
-    RunStatus,
     SyncKind,
-    SyncRun,
     SyncStatus,
 )
 from junction.wellness.schemas import KindStatus, ScheduleInfo, SyncRunPublic, SyncStatusPublic
@@ -72,20 +88,6 @@ class LeaseLost(Exception):
     """This run's lease expired and another run took over: it must not write on."""
 
 
-@dataclass
-class RunCounts:
-    fetched: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    failed: int = 0
-
-    def add(self, other: RunCounts) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
-
-
 @dataclass(frozen=True)
 class SyncRequest:
     kind: SyncKind
@@ -94,37 +96,26 @@ class SyncRequest:
     job_id: int | None = None
 
 
-@dataclass
-class RunReport:
-    """A run's progress or outcome, as shown to watchers (CLI, live channel, job result)."""
+INTEGRATION = "wellness"
+COUNT_NAMES = {"set_aside": "failed"}
+"""The run's counts as this domain has always published them."""
 
-    run_id: int
-    kind: str
-    trigger: str
-    mode: str
-    status: str
-    counts: RunCounts = field(default_factory=RunCounts)
-    error: str | None = None
+
+@dataclass
+class RunReport(KitRunReport):
+    """The kit's report, and what the engine learns on the way."""
+
     unidentified: int = 0
     """Records set aside without an id: a full run then cannot tell deleted from unreadable."""
     retryable: bool = False
     """A failure that a later attempt may not meet (429, 5xx, timeouts, a crash)."""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
 
-    def as_message(self) -> dict[str, Any]:
-        return {
-            "type": "wellness_sync",
-            "run_id": self.run_id,
-            "kind": self.kind,
-            "trigger": self.trigger,
-            "mode": self.mode,
-            "status": self.status,
-            "counts": asdict(self.counts),
-            "error": self.error,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
+    def as_message(self, count_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return super().as_message(count_names or COUNT_NAMES)
+
+
+def lease_name(kind: str) -> str:
+    return f"{INTEGRATION}:{kind}"
 
 
 Observer = Callable[[RunReport], None]
@@ -183,38 +174,35 @@ class SyncEngine:
             await asyncio.sleep(LEASE_POLL_SECONDS)
 
     async def _try_start(self, request: SyncRequest) -> tuple[RunReport, datetime | None] | None:
-        now = utcnow()
         async with self.database.transaction() as session:
             state = await repository.locked_state(session, request.kind.value)
-            if state.holder_run_id is not None:
-                if state.lease_expires_at is not None and state.lease_expires_at > now:
-                    return None
-                await repository.finish_run(
-                    session,
-                    state.holder_run_id,
-                    RunStatus.failed,
-                    error="interrupted: its worker stopped mid-run; a later run took over",
-                )
             incremental = (
                 not request.full and self.settings.wellness_incremental and state.cursor is not None
             )
-            run = SyncRun(
-                kind=request.kind.value,
-                trigger=request.trigger,
+            cursor = state.cursor if incremental else None
+            opened = await open_run(
+                session,
+                INTEGRATION,
+                request.kind.value,
+                request.trigger,
                 mode=(RunMode.incremental if incremental else RunMode.full).value,
                 job_id=request.job_id,
-                started_at=now,
-                cursor_from=state.cursor if incremental else None,
+                cursor_from=cursor,
             )
-            session.add(run)
-            await session.flush()
-            state.holder_run_id = run.id
-            state.lease_expires_at = now + _lease(self.settings)
-            cursor = state.cursor if incremental else None
-        report = RunReport(
-            run.id, run.kind, run.trigger, run.mode, RunStatus.running.value, started_at=now
-        )
-        log.info("wellness sync started", run_id=run.id, kind=run.kind, mode=run.mode)
+            try:
+                previous = await acquire_lease(
+                    session,
+                    lease_name(request.kind.value),
+                    str(opened.run_id),
+                    _lease(self.settings),
+                )
+            except LeaseHeld:
+                await session.rollback()
+                return None
+            if previous is not None:
+                await record_interrupted(session, int(previous))
+        report = RunReport(**vars(opened))
+        log.info("wellness sync started", run_id=report.run_id, kind=report.kind, mode=report.mode)
         return report, cursor
 
     async def _pull(self, api: WellnessApi, report: RunReport, cursor: datetime | None) -> None:
@@ -232,13 +220,12 @@ class SyncEngine:
 
     async def _land(self, page: Page, report: RunReport, seen: set[str]) -> None:
         async with self.database.transaction() as session:
-            if not await repository.extend_lease(
-                session, report.kind, report.run_id, self.settings.wellness_sync_lease_seconds
+            if not await extend_lease(
+                session, lease_name(report.kind), str(report.run_id), _lease(self.settings)
             ):
                 raise LeaseLost("another run took over this kind after the lease expired")
             counts = await self._write_page(session, report, page.records, seen)
-            await repository.add_run_counts(session, report.run_id, asdict(counts))
-            report.counts.add(counts)
+            await add_counts(session, report, counts)
             self._observe_after_commit(session, report)
 
     async def _write_page(
@@ -273,7 +260,7 @@ class SyncEngine:
         if tombstones:
             counts.deleted += await repository.mark_deleted(session, model, tombstones, now)
         await self._set_aside(session, report, model, rejected, counts, now)
-        await repository.resolve_dead_letters(session, report.kind, written, now)
+        await resolve_dead_letters(session, INTEGRATION, report.kind, written, now)
         return counts
 
     async def _upsert(
@@ -338,20 +325,12 @@ class SyncEngine:
     ) -> None:
         if not rejected:
             return
-        counts.failed += len(rejected)
-        await repository.add_dead_letters(
+        counts.set_aside += len(rejected)
+        await set_aside(
             session,
-            [
-                {
-                    "run_id": report.run_id,
-                    "kind": report.kind,
-                    "external_id": exc.external_id,
-                    "payload": _storable(raw),
-                    "error": str(exc),
-                    "created_at": now,
-                }
-                for raw, exc in rejected
-            ],
+            report,
+            [SetAside(exc.external_id, _storable(raw), str(exc)) for raw, exc in rejected],
+            now,
         )
         errors = {exc.external_id: str(exc) for _, exc in rejected if exc.external_id}
         await repository.mark_rejected(session, model, errors, now)
@@ -375,38 +354,26 @@ class SyncEngine:
             state_values: dict[str, Any] = {"cursor": cursor}
             if report.mode == RunMode.full.value:
                 state_values["last_full_sync_at"] = now
-            if not await repository.release_lease(
-                session, report.kind, report.run_id, **state_values
-            ):
+            if not await release_lease(session, lease_name(report.kind), str(report.run_id)):
                 raise LeaseLost("another run took over this kind after the lease expired")
-            report.counts.deleted += swept
-            report.status = RunStatus.succeeded.value
-            report.finished_at = now
-            await repository.add_run_counts(session, report.run_id, {"deleted": swept})
-            await repository.finish_run(
-                session,
-                report.run_id,
-                RunStatus.succeeded,
-                mode=report.mode,
-                cursor_to=cursor,
-                error=report.error,
+            await repository.save_cursor(session, report.kind, **state_values)
+            await add_counts(session, report, RunCounts(deleted=swept))
+            await finish_run(
+                session, report, RunStatus.succeeded, error=report.error, cursor_to=cursor
             )
             self._observe_after_commit(session, report)
         log.info("wellness sync finished", run_id=report.run_id, **asdict(report.counts))
 
     async def _fail(self, report: RunReport, error: str, *, retryable: bool = False) -> None:
-        report.status = RunStatus.failed.value
-        report.error = error
         report.retryable = retryable
-        report.finished_at = utcnow()
         async with self.database.transaction() as session:
-            await repository.release_lease(session, report.kind, report.run_id)
-            await repository.finish_run(session, report.run_id, RunStatus.failed, error=error)
+            await release_lease(session, lease_name(report.kind), str(report.run_id))
+            await finish_run(session, report, RunStatus.failed, error=error)
             self._observe_after_commit(session, report)
         log.warning("wellness sync failed", run_id=report.run_id, kind=report.kind, error=error)
 
     def _observe_after_commit(self, session: AsyncSession, report: RunReport) -> None:
-        snapshot = RunReport(**{**report.__dict__, "counts": RunCounts(**asdict(report.counts))})
+        snapshot = report.snapshot()
         run_after_commit(session, lambda: self.observe(snapshot))
 
 
@@ -546,12 +513,12 @@ async def sync_status(session: AsyncSession, settings: Settings) -> SyncStatusPu
         model = Client if kind is SyncKind.clients else Appointment
         counts, deleted = await repository.status_counts(session, model)
         state = states.get(kind.value)
-        running = state is not None and state.holder_run_id is not None
-        last = await repository.last_run(session, kind.value)
-        succeeded = await repository.last_run(session, kind.value, RunStatus.succeeded)
+        holder, _ = await lease_holder(session, lease_name(kind.value))
+        last = await runs.last_run(session, INTEGRATION, kind.value)
+        succeeded = await runs.last_run(session, INTEGRATION, kind.value, RunStatus.succeeded)
         stored = schedules.get(SCHEDULE_NAMES[kind])
         kinds[kind.value] = KindStatus(
-            state="syncing" if running else "idle",
+            state="syncing" if holder is not None else "idle",
             counts=counts,
             total=sum(counts.values()),
             deleted=deleted,
@@ -567,10 +534,12 @@ async def sync_status(session: AsyncSession, settings: Settings) -> SyncStatusPu
                 next_run_at=stored.next_run_at if stored else None,
             ),
         )
-    unresolved = await repository.unresolved_dead_letters(session)
+    unresolved = await runs.unresolved_dead_letters(session)
     return SyncStatusPublic(
         clients=kinds[SyncKind.clients.value],
         appointments=kinds[SyncKind.appointments.value],
-        dead_letters_unresolved=sum(unresolved.values()),
+        dead_letters_unresolved=sum(
+            n for (integration, _), n in unresolved.items() if integration == INTEGRATION
+        ),
         queue=await repository.active_jobs(session, SYNC_JOB),
     )

@@ -17,7 +17,7 @@ from junction.platform.jobs import enqueue, job_token
 from junction.platform.jobs.metrics import JOB_STATS
 from junction.platform.jobs.models import Job
 from junction.settings import Settings, get_settings
-from tests.platform.jobs.conftest import job
+from tests.support.queue import job
 
 
 async def _key(database: Database, *scopes: Scope) -> tuple[str, dict[str, str]]:

@@ -13,15 +13,10 @@ from junction.platform.db import Database
 from junction.platform.jobs import enqueue
 from junction.platform.jobs.models import Job, JobState
 from junction.settings import Settings
-from tests.platform.jobs.conftest import eventually as wait_for
-from tests.platform.jobs.conftest import (
-    exit_code,
-    job,
-    jobs_by_id,
-    junction_process,
-    started,
-)
 from tests.support.live import free_port
+from tests.support.processes import exit_code, junction_process, started
+from tests.support.queue import job, jobs_by_id
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -59,9 +54,9 @@ async def test_a_sigkilled_workers_job_runs_again_and_every_job_completes_once(
                 j for j in jobs if j.state == "running" and f":{victim.pid}:" in (j.locked_by or "")
             ]
 
-        interrupted = await wait_for(victim_is_running_a_job)
+        interrupted = await eventually(victim_is_running_a_job)
         victim.popen.send_signal(signal.SIGKILL)
-        jobs = await wait_for(lambda: _all_succeeded(database), timeout=60)
+        jobs = await eventually(lambda: _all_succeeded(database), timeout=60)
 
     assert not (tmp_path / "violations").exists()
     for job_id in jobs:
@@ -84,7 +79,7 @@ async def test_two_workers_under_load_never_run_one_job_at_once(
         await started(first, "worker started")
         await started(second, "worker started")
         await _enqueue_records(database, tmp_path, 300, sleep=0)
-        jobs = await wait_for(lambda: _all_succeeded(database), timeout=60)
+        jobs = await eventually(lambda: _all_succeeded(database), timeout=60)
         first.popen.send_signal(signal.SIGTERM)
         second.popen.send_signal(signal.SIGTERM)
         assert await exit_code(first) == 0
@@ -106,7 +101,7 @@ async def test_a_workers_crash_releases_the_unique_key_of_its_job(
         async def running() -> bool:
             return (await job(database, held.id)).state == "running"
 
-        await wait_for(running)
+        await eventually(running)
         crashing.popen.send_signal(signal.SIGKILL)
         assert await exit_code(crashing) == -signal.SIGKILL
     async with database.transaction() as session:
@@ -118,7 +113,7 @@ async def test_a_workers_crash_releases_the_unique_key_of_its_job(
         async def dead() -> bool:
             return (await job(database, held.id)).state == "dead"
 
-        await wait_for(dead)
+        await eventually(dead)
     async with database.transaction() as session:
         again = await enqueue(session, "tests.noop", unique_key="report")
     assert again.created
@@ -134,7 +129,7 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_cleanly(
         async def running() -> bool:
             return (await job(database, enqueued.id)).state == "running"
 
-        await wait_for(running)
+        await eventually(running)
         worker.popen.send_signal(signal.SIGTERM)
         assert await exit_code(worker) == 0
     finished = await job(database, enqueued.id)
@@ -151,7 +146,7 @@ async def test_sigterm_releases_a_job_longer_than_the_grace_period(
         async def running() -> bool:
             return (await job(database, enqueued.id)).state == "running"
 
-        await wait_for(running)
+        await eventually(running)
         w.popen.send_signal(signal.SIGTERM)
         assert await exit_code(w) == 0
     released = await job(database, enqueued.id)
@@ -173,7 +168,7 @@ async def test_notify_wakes_a_worker_in_another_process(
         async def done() -> bool:
             return (await job(database, enqueued.id)).state == "succeeded"
 
-        await wait_for(done, timeout=30)
+        await eventually(done, timeout=30)
 
 
 async def test_a_separate_worker_serves_its_job_metrics(
@@ -184,7 +179,7 @@ async def test_a_separate_worker_serves_its_job_metrics(
         await started(worker, "worker started")
         async with database.transaction() as session:
             done = await enqueue(session, "tests.noop")
-        await wait_for(lambda: _succeeded(database, done.id), what="the job to succeed")
+        await eventually(lambda: _succeeded(database, done.id), what="the job to succeed")
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
     assert 'junction_job_runs_total{job="tests.noop",outcome="succeeded"} 1.0' in metrics

@@ -16,7 +16,7 @@ from junction.platform.jobs import queue as job_queue
 from junction.platform.jobs.models import Job, JobState
 from junction.platform.jobs.registry import UnknownJob
 from junction.settings import Settings
-from tests.platform.jobs.conftest import job, jobs_by_id
+from tests.support.queue import job, jobs_by_id
 
 
 class Rollback(Exception):

@@ -16,9 +16,11 @@ from junction.platform.jobs.models import Job, Schedule
 from junction.platform.jobs.registry import JobRegistry, ScheduleDefinition
 from junction.platform.jobs.scheduler import Scheduler
 from junction.settings import Settings
-from tests.platform.jobs.conftest import eventually, exit_code, jobs_by_id, junction_process
 from tests.support.jobs import noop
+from tests.support.processes import exit_code, junction_process
+from tests.support.queue import jobs_by_id
 from tests.support.schedules import TICK_SCHEDULE
+from tests.support.waiting import eventually
 
 
 def _registry(**schedule: object) -> JobRegistry:

@@ -14,8 +14,9 @@ from junction.platform.jobs import enqueue
 from junction.platform.jobs.models import Job, JobState
 from junction.platform.jobs.worker import Worker, parse_queues
 from junction.settings import Settings
-from tests.conftest import running
-from tests.platform.jobs.conftest import eventually, job
+from tests.support.app import running
+from tests.support.queue import job
+from tests.support.waiting import eventually
 
 
 @asynccontextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -11,11 +11,7 @@ from fastapi import FastAPI
 
 from junction.app import create_app
 from junction.settings import Settings
-from tests.support.realtime import CableClient, RunningServer, cable_client, serving
-
-__all__ = ["CableClient", "RunningServer", "ServeFactory", "cable_client"]
-
-ServeFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+from tests.support.realtime import RunningServer, ServeFactory, serving
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from junction.platform.realtime import (
     SubscriptionRequest,
     register_channel,
 )
-from tests.platform.realtime.conftest import ServeFactory, cable_client
+from tests.support.realtime import ServeFactory, cable_client
 
 USER_UPDATES = '{"channel":"UserUpdatesChannel"}'
 

@@ -8,7 +8,7 @@ from junction.platform.realtime.prepared_frames import (
     PreparedFramesProtocol,
     TextFrameEncoder,
 )
-from tests.platform.realtime.conftest import ServeFactory, cable_client
+from tests.support.realtime import ServeFactory, cable_client
 
 USER_UPDATES = '{"channel":"UserUpdatesChannel"}'
 # Short, 16-bit and 64-bit payload lengths in the frame header, and text beyond ASCII.

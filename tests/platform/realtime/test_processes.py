@@ -8,10 +8,10 @@ import json
 import pytest
 
 from junction.settings import Settings
-from tests.conftest import TEST_REDIS_URL
-from tests.platform.realtime.conftest import ServeFactory, cable_client
 from tests.platform.realtime.test_sse import event_stream
+from tests.support.environment import TEST_REDIS_URL
 from tests.support.live import LiveServer, start_live_server
+from tests.support.realtime import ServeFactory, cable_client
 
 USER_UPDATES = '{"channel":"UserUpdatesChannel"}'
 

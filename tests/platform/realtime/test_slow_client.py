@@ -11,7 +11,7 @@ import socket
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.platform.realtime.conftest import RunningServer, ServeFactory, cable_client
+from tests.support.realtime import RunningServer, ServeFactory, cable_client
 
 USER_UPDATES = '{"channel":"UserUpdatesChannel"}'
 MESSAGES = 200

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from junction.platform.auth import Scope
-from tests.platform.realtime.conftest import ServeFactory
+from tests.support.realtime import ServeFactory
 
 USER_UPDATES = '{"channel":"UserUpdatesChannel"}'
 

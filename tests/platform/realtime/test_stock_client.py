@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from junction.platform.auth import Scope
-from tests.platform.realtime.conftest import ServeFactory
+from tests.support.realtime import ServeFactory
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = Path(__file__).with_name("cable_client.mjs")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
 from junction.platform.storage import LocalStorage, install_storage
 from junction.settings import Settings
-
-PUBLIC_BASE_URL = "http://files.junction.test"
+from tests.support.storage import PUBLIC_BASE_URL, configured
 
 
 @pytest.fixture
@@ -31,13 +29,3 @@ async def local_storage(settings: Settings) -> AsyncIterator[LocalStorage]:
     storage = LocalStorage(settings)
     yield storage
     await storage.close()
-
-
-def files_under(folder: Path) -> list[Path]:
-    """Every file below ``folder``, hidden partial files included."""
-    return sorted(path for path in folder.rglob("*") if path.is_file())
-
-
-def configured(settings: Settings, **changes: Any) -> Settings:
-    """``settings`` with ``changes``, validated as if they came from the environment."""
-    return Settings.model_validate(settings.model_dump() | changes)

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from junction.platform.storage import LocalStorage, StoredFile, install_storage
 from junction.platform.storage.local import link_signature
 from junction.settings import Settings
-from tests.platform.storage.conftest import PUBLIC_BASE_URL
 from tests.support.files import PDF, chunks_of, png_bytes
+from tests.support.storage import PUBLIC_BASE_URL
 
 
 @pytest.fixture

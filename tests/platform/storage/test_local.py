@@ -19,8 +19,8 @@ from junction.platform.storage import (
 )
 from junction.platform.storage.files import checked_key
 from junction.settings import Settings
-from tests.platform.storage.conftest import configured, files_under
 from tests.support.files import JPEG, PDF, chunks_of, png_bytes
+from tests.support.storage import configured, files_under
 
 
 def uploads_counted(outcome: str) -> float:

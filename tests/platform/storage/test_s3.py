@@ -23,9 +23,9 @@ from junction.platform.storage import (
 )
 from junction.platform.storage.s3 import PART_BYTES
 from junction.settings import Settings
-from tests.platform.storage.conftest import configured
 from tests.support.files import PDF, chunks_of, png_bytes
 from tests.support.live import free_port
+from tests.support.storage import configured
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

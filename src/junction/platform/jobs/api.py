@@ -19,6 +19,7 @@ from junction.platform.auth import Principal, Scope, find_api_key, require_scope
 from junction.platform.db import DbSession, ReadSession
 from junction.platform.errors import Forbidden, NotFound, Unauthorized
 from junction.platform.jobs import queue as job_queue
+from junction.platform.jobs import repository
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
 
@@ -83,9 +84,10 @@ async def _may_read(
     api_key = await find_api_key(session, credentials.credentials)
     if api_key is None:
         raise Unauthorized("The API key is invalid or revoked")
-    if not api_key.allows(Scope.read):
+    principal = Principal.of(api_key)
+    if not principal.has_scope(Scope.read):
         raise Forbidden("The API key lacks the 'read' scope")
-    return Scope.admin.value in api_key.scopes or job.created_by == api_key.id
+    return principal.has_scope(Scope.admin) or job.created_by == principal.key_id
 
 
 JobId = Annotated[int, Path(ge=1, le=job_queue.MAX_JOB_ID, description="The job's id.")]
@@ -104,7 +106,7 @@ async def get_job(
     token: Annotated[str | None, Query(description="The job's capability token.")] = None,
     x_job_token: Annotated[str | None, Header()] = None,
 ) -> JobOut:
-    job = await session.get(Job, job_id)
+    job = await repository.job_by_id(session, job_id)
     if not await _may_read(request, session, job, x_job_token or token):
         raise NotFound(f"job {job_id} does not exist")
     assert job is not None

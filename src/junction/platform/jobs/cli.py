@@ -10,15 +10,14 @@ import typer
 from prometheus_client import start_http_server
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.db import Database
 from junction.platform.errors import JunctionError
 from junction.platform.jobs import queue as job_queue
-from junction.platform.jobs.models import Job, JobState
+from junction.platform.jobs import repository
+from junction.platform.jobs.models import JobState
 from junction.platform.jobs.runtime import run_until_signalled
-from junction.platform.jobs.scheduler import list_schedules
 from junction.platform.jobs.worker import parse_queues
 from junction.settings import get_settings
 
@@ -94,17 +93,11 @@ def list_jobs(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """The newest jobs, with their state, attempts and last error."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if state is not None:
-        query = query.where(Job.state == state.value)
-    if queue is not None:
-        query = query.where(Job.queue == queue)
-
-    async def fetch(session: AsyncSession) -> list[Job]:
-        return list((await session.scalars(query)).all())
-
+    newest = _in_transaction(
+        lambda session: repository.newest_jobs(session, limit, state=state, queue=queue)
+    )
     table = Table("id", "name", "queue", "state", "attempts", "run at", "last error")
-    for job in _in_transaction(fetch):
+    for job in newest:
         last = job.errors[-1] if job.errors else None
         error = f"{last['type']}: {last['message']}"[:80] if last else ""
         attempts = f"{job.attempts}/{job.max_attempts}"
@@ -132,7 +125,7 @@ def discard_job(job_id: int) -> None:
 def schedules() -> None:
     """Every stored schedule, with its last and next run."""
     table = Table("schedule", "job", "when", "last run", "next run", "last job")
-    for row in _in_transaction(list_schedules):
+    for row in _in_transaction(repository.list_schedules):
         table.add_row(
             row.name,
             row.job_name,

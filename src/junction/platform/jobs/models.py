@@ -13,13 +13,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, text
+from sqlalchemy import JSON, Float, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from junction.platform.db import Base, UTCDateTime, utcnow
-
-# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (auto-increment).
-JobId = BigInteger().with_variant(Integer(), "sqlite")
+from junction.platform.db import Base, RowId, UTCDateTime, utcnow
 
 
 class JobState(StrEnum):
@@ -37,7 +34,7 @@ _ACTIVE_SQL = text("state IN ('queued', 'running')")
 class Job(Base):
     __tablename__ = "jobs"
 
-    id: Mapped[int] = mapped_column(JobId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     payload: Mapped[Any] = mapped_column(JSON, nullable=True)
     queue: Mapped[str] = mapped_column(String(100))
@@ -95,5 +92,5 @@ class Schedule(Base):
     spec: Mapped[str] = mapped_column(String(200))
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    last_job_id: Mapped[int | None] = mapped_column(JobId, default=None)
+    last_job_id: Mapped[int | None] = mapped_column(RowId, default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

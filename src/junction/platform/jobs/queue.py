@@ -5,6 +5,9 @@ commits. Enqueue therefore joins the caller's transaction (the job exists if and
 that commits), and a worker folds its completions and its next claim into one write
 transaction, which on SQLite (one writer at a time) is what keeps throughput up.
 
+The queue's statements stay here rather than in ``repository.py`` because they are the
+queue: its guarantees (skip-locked claims, owner-guarded writes, unique keys) are its SQL.
+
 Ownership: a claim stamps ``locked_by`` and ``lease_expires_at``; every later write by a
 worker is guarded by ``locked_by = <its id>``, so a worker whose lease expired and whose
 job was handed to another worker changes nothing.

@@ -17,13 +17,11 @@ import contextlib
 from datetime import datetime
 
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.db import Database, utcnow
 from junction.platform.jobs import queue as job_queue
-from junction.platform.jobs.models import Schedule
+from junction.platform.jobs import repository
 from junction.platform.jobs.registry import JobRegistry, ScheduleDefinition, registry
 from junction.settings import Settings
 
@@ -66,20 +64,13 @@ class Scheduler:
         """Store every registered schedule; a changed spec restarts its timetable."""
         for definition in self.registry.schedules.values():
             async with self.database.transaction() as session:
-                await _sync_one(session, definition)
+                await repository.store_schedule(session, definition, utcnow())
 
     async def tick(self) -> int:
         """Fire every due schedule that this process knows; returns how many it fired."""
         now = utcnow()
         async with self.database.reading() as session:
-            due = (
-                await session.execute(
-                    select(Schedule.name, Schedule.next_run_at).where(
-                        Schedule.next_run_at <= now,
-                        Schedule.name.in_(list(self.registry.schedules)),
-                    )
-                )
-            ).all()
+            due = await repository.due_schedules(session, self.registry.schedules, now)
         fired = 0
         for name, due_at in due:
             assert due_at is not None
@@ -91,12 +82,7 @@ class Scheduler:
         self, session: AsyncSession, definition: ScheduleDefinition, due_at: datetime
     ) -> int:
         now = utcnow()
-        claimed = await session.execute(
-            update(Schedule)
-            .where(Schedule.name == definition.name, Schedule.next_run_at == due_at)
-            .values(last_run_at=now, next_run_at=definition.next_run(now), updated_at=now)
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
+        if not await repository.claim_tick(session, definition, due_at, now):
             return 0  # another scheduler fired this tick
         # run_at is the tick itself: one job per tick, recognisable as such.
         job = await job_queue.enqueue(
@@ -107,9 +93,7 @@ class Scheduler:
             unique_key=definition.unique_key,
             jobs_registry=self.registry,
         )
-        await session.execute(
-            update(Schedule).where(Schedule.name == definition.name).values(last_job_id=job.id)
-        )
+        await repository.record_schedule_job(session, definition.name, job.id)
         log.info(
             "schedule fired", schedule=definition.name, due_at=due_at.isoformat(), job_id=job.id
         )
@@ -117,65 +101,8 @@ class Scheduler:
 
     async def _seconds_until_next_tick(self) -> float:
         async with self.database.reading() as session:
-            next_at = await session.scalar(
-                select(func.min(Schedule.next_run_at)).where(
-                    Schedule.name.in_(list(self.registry.schedules))
-                )
-            )
+            next_at = await repository.next_tick_at(session, self.registry.schedules)
         poll = self.settings.job_poll_seconds
         if next_at is None:
             return poll
         return min(max((next_at - utcnow()).total_seconds(), 0.0), poll)
-
-
-async def _sync_one(session: AsyncSession, definition: ScheduleDefinition) -> None:
-    now = utcnow()
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(Schedule)
-        .values(
-            name=definition.name,
-            job_name=definition.job_name,
-            spec=definition.spec,
-            next_run_at=definition.first_run(now),
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    changed = (Schedule.name == definition.name) & (
-        (Schedule.spec != definition.spec) | (Schedule.job_name != definition.job_name)
-    )
-    await session.execute(
-        update(Schedule)
-        .where(changed)
-        .values(
-            spec=definition.spec,
-            job_name=definition.job_name,
-            next_run_at=definition.first_run(now),
-            updated_at=now,
-        )
-    )
-    if definition.run_on_first_start:
-        # Never fired here (a new database, or a schedule new to it): due now. Once it
-        # fires, last_run_at is set and this matches nothing, in any scheduler.
-        await session.execute(
-            update(Schedule)
-            .where(
-                Schedule.name == definition.name,
-                Schedule.last_run_at.is_(None),
-                Schedule.next_run_at > now,
-            )
-            .values(next_run_at=now, updated_at=now)
-        )
-    if definition.spec.startswith("once:"):
-        # Armed again by each start, unless a start before us already armed it.
-        await session.execute(
-            update(Schedule)
-            .where(Schedule.name == definition.name, Schedule.next_run_at.is_(None))
-            .values(next_run_at=definition.first_run(now), updated_at=now)
-        )
-
-
-async def list_schedules(session: AsyncSession) -> list[Schedule]:
-    return list((await session.scalars(select(Schedule).order_by(Schedule.name))).all())

@@ -26,8 +26,6 @@ from junction.platform.realtime.broker import (
 from junction.platform.realtime.cable import CableContext, cable_endpoint
 from junction.platform.realtime.channels import (
     JOBS_STREAM,
-    SYNC_STATUS_STREAM,
-    USER_UPDATES_STREAM,
     Channel,
     SubscriptionRejected,
     SubscriptionRequest,
@@ -40,8 +38,6 @@ from junction.settings import Settings
 
 __all__ = [
     "JOBS_STREAM",
-    "SYNC_STATUS_STREAM",
-    "USER_UPDATES_STREAM",
     "UVICORN_WEBSOCKET_OPTIONS",
     "Broadcast",
     "Broker",

@@ -5,8 +5,8 @@ A subscription is named by an Action Cable identifier, the JSON text
 channel authorises the caller and turns the params into stream names, or rejects.
 
 The platform never imports a domain, so a domain registers its own channels from the
-app factory: ``register_channel(app, ChatChannel())``. The platform's channels
-(``UserUpdatesChannel``, ``SyncStatusChannel``, ``JobsChannel``) are registered the same way.
+app factory: ``register_channel(app, ChatChannel())``. The platform's own channels
+(``JobsChannel``; the sync kit's ``SyncStatusChannel``) are registered the same way.
 
 Callers authenticate with an API key, sent as ``?api_key=`` (a browser cannot set headers
 on a WebSocket) or ``Authorization: Bearer``. Without a key the caller is anonymous and
@@ -27,8 +27,6 @@ from starlette.requests import HTTPConnection
 from junction.platform.auth import Principal, Scope, find_api_key
 from junction.platform.db import Database
 
-USER_UPDATES_STREAM = "user_updates"
-SYNC_STATUS_STREAM = "sync_status"
 JOBS_STREAM = "jobs"
 
 
@@ -53,8 +51,7 @@ class SubscriptionRequest:
     database: Database
 
     def require_scope(self, scope: Scope) -> None:
-        scopes = self.principal.scopes if self.principal else frozenset()
-        if scope.value not in scopes and Scope.admin.value not in scopes:
+        if self.principal is None or not self.principal.has_scope(scope):
             raise SubscriptionRejected(f"{self.channel} needs an API key with the '{scope}' scope")
 
 
@@ -126,26 +123,7 @@ async def authenticate(connection: HTTPConnection, database: Database) -> Princi
         api_key = await find_api_key(session, key)
     if api_key is None:
         raise InvalidApiKey("The API key is invalid or revoked")
-    return Principal(api_key.id, frozenset(api_key.scopes))
-
-
-class UserUpdatesChannel(Channel):
-    """New users and their Airtable sync status (seed 000). Public, as in the seed."""
-
-    name = "UserUpdatesChannel"
-
-    async def streams(self, request: SubscriptionRequest) -> Sequence[str]:
-        return [USER_UPDATES_STREAM]
-
-
-class SyncStatusChannel(Channel):
-    """Runs of the provider feed and wellness syncs. Needs a key with the read scope."""
-
-    name = "SyncStatusChannel"
-
-    async def streams(self, request: SubscriptionRequest) -> Sequence[str]:
-        request.require_scope(Scope.read)
-        return [SYNC_STATUS_STREAM]
+    return Principal.of(api_key)
 
 
 class JobsChannel(Channel):
@@ -160,6 +138,6 @@ class JobsChannel(Channel):
 
 def platform_channels() -> ChannelRegistry:
     registry = ChannelRegistry()
-    for channel in (UserUpdatesChannel(), SyncStatusChannel(), JobsChannel()):
+    for channel in (JobsChannel(),):
         registry.register(channel)
     return registry

@@ -1,0 +1,56 @@
+"""The sync kit: what every integration (the provider feed, the wellness API, Airtable)
+shares, so that each domain keeps only its adapter, its mapping and its rules.
+
+- ``models``: one run record for every integration (``integration_runs``), one table of
+  records set aside (``integration_dead_letters``), one lease table (``integration_leases``);
+- ``runs``: open, count, finish and fail a run; set records aside and resolve them; the
+  report every watcher sees (CLI, live channel, job result);
+- ``lease``: one run of a kind at a time, taken over once its holder's lease expires;
+- ``channel``: ``SyncStatusChannel``, where every run's progress goes after each commit;
+- ``metrics``: seed 004's health figures per integration in ``/metrics``.
+"""
+
+from junction.platform.integrations.channel import (
+    SYNC_STATUS_STREAM,
+    SyncStatusChannel,
+    SyncStatusPublisher,
+)
+from junction.platform.integrations.lease import (
+    LeaseHeld,
+    acquire_lease,
+    extend_lease,
+    release_lease,
+)
+from junction.platform.integrations.models import DeadLetter, IntegrationRun, Lease, RunStatus
+from junction.platform.integrations.runs import (
+    RunCounts,
+    RunReport,
+    SetAside,
+    add_counts,
+    finish_run,
+    open_run,
+    resolve_dead_letters,
+    set_aside,
+)
+
+__all__ = [
+    "SYNC_STATUS_STREAM",
+    "DeadLetter",
+    "IntegrationRun",
+    "Lease",
+    "LeaseHeld",
+    "RunCounts",
+    "RunReport",
+    "RunStatus",
+    "SetAside",
+    "SyncStatusChannel",
+    "SyncStatusPublisher",
+    "acquire_lease",
+    "add_counts",
+    "extend_lease",
+    "finish_run",
+    "open_run",
+    "release_lease",
+    "resolve_dead_letters",
+    "set_aside",
+]

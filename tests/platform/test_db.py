@@ -219,3 +219,31 @@ def test_data_commands_say_what_to_run_when_they_may_not_migrate(
         f"The database at sqlite+aiosqlite:///{tmp_path / 'never-migrated.db'} is not "
         "migrated: run `junction migrate`."
     ]
+
+
+async def test_an_awaited_after_commit_callback_runs_after_the_commit_and_not_on_rollback(
+    settings: Settings,
+) -> None:
+    database = Database(settings)
+    seen: list[int] = []
+
+    async def count_keys() -> None:
+        async with database.reading() as session:
+            seen.append(int(await session.scalar(select(func.count()).select_from(ApiKey)) or 0))
+
+    try:
+        async with database.transaction() as session:
+            await create_api_key(session, "committed", [Scope.read])
+            db.await_after_commit(session, count_keys)
+
+        async def failing_unit_of_work() -> None:
+            async with database.transaction() as session:
+                await create_api_key(session, "rolled back", [Scope.read])
+                db.await_after_commit(session, count_keys)
+                raise RuntimeError("the unit of work fails")
+
+        with pytest.raises(RuntimeError):
+            await failing_unit_of_work()
+    finally:
+        await database.dispose()
+    assert seen == [1]  # ran once, and saw its own transaction's key committed

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -88,6 +88,7 @@ def utcnow() -> datetime:
 
 _AFTER_COMMIT = "junction.after_commit"
 _GATHERED = "junction.after_commit.gathered"
+_AFTER_COMMIT_ASYNC = "junction.after_commit.async"
 
 
 def run_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
@@ -98,6 +99,14 @@ def run_after_commit(session: AsyncSession, callback: Callable[[], None]) -> Non
     it, so a callback should tolerate running when nothing it waited for happened.
     """
     session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def await_after_commit(session: AsyncSession, callback: Callable[[], Awaitable[Any]]) -> None:
+    """Await ``callback`` once the transaction of ``Database.transaction()`` (a request's
+    ``DbSession``, a job's unit of work) has committed, before that block ends: a client
+    answered after the commit already sees its effect (a cache invalidated, say). A
+    rollback drops it; a failure is logged, never raised, as the write has landed."""
+    session.sync_session.info.setdefault(_AFTER_COMMIT_ASYNC, []).append(callback)
 
 
 def pending_after_commit(
@@ -130,6 +139,7 @@ def _drop_after_commit_callbacks(session: Session) -> None:
     if not session.in_nested_transaction():
         session.info.pop(_AFTER_COMMIT, None)
         session.info.pop(_GATHERED, None)
+        session.info.pop(_AFTER_COMMIT_ASYNC, None)
 
 
 # Seconds a pooled PostgreSQL connection may sit idle and still be used without a ping.
@@ -153,9 +163,16 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write session that commits once when the block ends, or rolls back."""
-        async with self.write_sessions() as session, session.begin():
-            yield session
+        """A write session that commits once when the block ends, or rolls back; then
+        what ``await_after_commit`` registered."""
+        async with self.write_sessions() as session:
+            async with session.begin():
+                yield session
+            for callback in session.sync_session.info.pop(_AFTER_COMMIT_ASYNC, ()):
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("after-commit callback failed")
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.cache import Cache, get_or_build
-from junction.platform.db import DbSession, ReadSession
+from junction.platform.db import DbSession, ReadSession, await_after_commit
 from junction.platform.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -86,7 +86,7 @@ def _form_body(model: type[BaseModel]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class UserViews:
     """How every route answers with users: from the cache, with fresh signed file links,
-    and after a write, committed and then invalidated."""
+    and after a write, invalidated once the request's unit of work has committed."""
 
     storage: Storage
     cache: Cache
@@ -101,13 +101,15 @@ class UserViews:
         value, _ = await get_or_build(self.cache, service.CACHE_NAMESPACE, suffix, encoded)
         return json.loads(value)
 
-    async def committed(self, session: AsyncSession, user: User) -> dict[str, Any]:
-        """Commit, then invalidate: a read right after this response never sees the old
+    async def written(self, session: AsyncSession, user: User) -> dict[str, Any]:
+        """The user as written; the cached users go once the request's unit of work has
+        committed, before the response leaves, so a read right after it never sees the old
         user."""
-        document = service.user_document(user)
-        await session.commit()
-        await self.cache.invalidate(service.CACHE_NAMESPACE)
-        return await self.public(document)
+        self.invalidate_after_commit(session)
+        return await self.public(service.user_document(user))
+
+    def invalidate_after_commit(self, session: AsyncSession) -> None:
+        await_after_commit(session, lambda: self.cache.invalidate(service.CACHE_NAMESPACE))
 
     async def public(self, document: dict[str, Any]) -> dict[str, Any]:
         file = document["file"]
@@ -151,7 +153,7 @@ async def create_user(
 
     async def write(_: None, stored: StoredFile | None) -> dict[str, Any]:
         user = await service.create_user(session, fields, stored, broker=broker)
-        return await views.committed(session, user)
+        return await views.written(session, user)
 
     return await _with_upload(views.storage, upload, check, write)
 
@@ -224,7 +226,7 @@ async def update_user(
     async def write(user: User, stored: StoredFile | None) -> dict[str, Any]:
         if upload is not None:
             await service.replace_file(session, user, stored)
-        return await views.committed(session, user)
+        return await views.written(session, user)
 
     return await _with_upload(views.storage, upload, check, write)
 
@@ -239,8 +241,7 @@ async def delete_user(
     user_id: UserId, _key: WriteKey, session: DbSession, views: Views
 ) -> Response:
     await service.delete_user(session, await service.find_user(session, user_id))
-    await session.commit()
-    await views.cache.invalidate(service.CACHE_NAMESPACE)
+    views.invalidate_after_commit(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -270,7 +271,7 @@ async def put_file(
     stored = await _save(views.storage, _body_chunks(request), declared, filename)
     try:
         await service.replace_file(session, user, stored)
-        return await views.committed(session, user)
+        return await views.written(session, user)
     except BaseException:
         await views.storage.delete(stored.key)
         raise
@@ -287,7 +288,7 @@ async def delete_file(
 ) -> dict[str, Any]:
     user = await service.find_user(session, user_id)
     await service.replace_file(session, user, None)
-    return await views.committed(session, user)
+    return await views.written(session, user)
 
 
 @router.post(
@@ -304,7 +305,7 @@ async def sync_user(
     views: Views,
 ) -> dict[str, Any]:
     user = await service.request_sync(session, await service.find_user(session, user_id))
-    return await views.committed(session, user)
+    return await views.written(session, user)
 
 
 async def _read_fields(

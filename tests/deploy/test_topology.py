@@ -49,6 +49,9 @@ NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx" / "junction.conf"
 MESSAGES = 300
 RECORD_JOBS = 24
 TICK_SPAN_SECONDS = 60
+# The servers close a connection idle for 5 s (uvicorn's keep-alive timeout): a client that
+# reuses one at that moment reads a reset. Idle connections are dropped here well before.
+LIMITS = httpx.Limits(max_connections=200, keepalive_expiry=1.0)
 # The topology's own limits are not under test here: 300 creates from one address.
 GENEROUS_LIMITS = json.dumps({"default": "100000/minute", "write": "100000/minute"})
 USER = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
@@ -213,7 +216,7 @@ async def _run_phases(deployment: Deployment) -> None:
 
 
 async def _all_ready(deployment: Deployment) -> None:
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, limits=LIMITS) as client:
         for url in deployment.web_urls:
 
             async def ready(url: str = url) -> bool:
@@ -229,7 +232,7 @@ async def _before_the_workers(deployment: Deployment) -> tuple[str, list[Any]]:
     """A user and an events sync, queued while no worker runs; both webs cache the answers
     from before (the user unsynced, no events)."""
     headers = {"Authorization": f"Bearer {deployment.key}"}
-    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(headers=headers, timeout=30, limits=LIMITS) as client:
         created = await client.post(f"{deployment.web_urls[0]}/api/v1/users", json=USER)
         assert created.status_code == 201, created.text
         user_id = created.json()["id"]
@@ -263,7 +266,7 @@ async def _sync_status_update(client: Any, user_id: str) -> None:
 
 async def _caches_follow_the_workers_sync(deployment: Deployment, user_id: str) -> None:
     headers = {"Authorization": f"Bearer {deployment.key}"}
-    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(headers=headers, timeout=30, limits=LIMITS) as client:
         for url in deployment.web_urls:
 
             async def synced(url: str = url) -> bool:
@@ -279,7 +282,7 @@ async def _caches_follow_the_workers_sync(deployment: Deployment, user_id: str) 
 
 async def _messages_are_numbered_once_across_both_webs(deployment: Deployment) -> None:
     first, second = deployment.web_urls
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as client:
+    async with httpx.AsyncClient(timeout=60, limits=LIMITS) as client:
         app = await client.post(f"{first}/applications", json={"application": {"name": "t"}})
         token = app.json()["token"]
         chat = (await client.post(f"{second}/applications/{token}/chats")).json()["number"]
@@ -359,7 +362,9 @@ async def _jobs(database: Database, ids: list[int]) -> list[Job]:
 async def _the_proxy_caches_public_answers(deployment: Deployment) -> None:
     params = {"starts_at": "2021-01-01T00:00:00Z", "ends_at": "2021-12-31T23:59:59Z"}
     headers = {"Authorization": f"Bearer {deployment.key}"}
-    async with httpx.AsyncClient(base_url=deployment.proxy_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=deployment.proxy_url, timeout=30, limits=LIMITS
+    ) as client:
         first = await client.get("/api/v1/events", params=params)
         second = await client.get("/api/v1/events", params=params)
         with_key = await client.get("/api/v1/users", headers=headers)

@@ -34,16 +34,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from junction.platform.db import Base, UTCDateTime, utcnow
-
-# SQLite gives INTEGER PRIMARY KEY its rowid auto-increment only under that exact type.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from junction.platform.db import Base, RowId, UTCDateTime, utcnow
 
 
 class Event(Base):
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     uuid: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4, unique=True)
     external_id: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(500))
@@ -72,7 +69,7 @@ class Slot(Base):
         Index("ix_slots_current_range", "current", "starts_at", "ends_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     uuid: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     external_id: Mapped[str] = mapped_column(String(64))
@@ -96,7 +93,7 @@ class Zone(Base):
     __tablename__ = "zones"
     __table_args__ = (Index("uq_zones_slot_id_position", "slot_id", "position", unique=True),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     uuid: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4, unique=True)
     slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)

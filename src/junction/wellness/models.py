@@ -14,13 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from junction.platform.db import Base, UTCDateTime, utcnow
-
-# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (auto-increment).
-RowId = BigInteger().with_variant(Integer(), "sqlite")
+from junction.platform.db import Base, RowId, UTCDateTime, utcnow
 
 
 class SyncKind(StrEnum):

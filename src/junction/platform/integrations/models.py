@@ -17,10 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from junction.platform.db import Base, UTCDateTime, utcnow
-
-# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (auto-increment).
-_RowId = BigInteger().with_variant(Integer(), "sqlite")
+from junction.platform.db import Base, RowId, UTCDateTime, utcnow
 
 
 class RunStatus(StrEnum):
@@ -40,13 +37,13 @@ class IntegrationRun(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     integration: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(32))
     trigger: Mapped[str] = mapped_column(String(32))
     mode: Mapped[str] = mapped_column(String(16), default="full")
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.running.value)
-    job_id: Mapped[int | None] = mapped_column(_RowId, default=None)
+    job_id: Mapped[int | None] = mapped_column(RowId, default=None)
     source: Mapped[str | None] = mapped_column(String(2000), default=None)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -74,10 +71,10 @@ class DeadLetter(Base):
         Index("ix_integration_dead_letters_run_id", "run_id"),
     )
 
-    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     integration: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(32))
-    run_id: Mapped[int] = mapped_column(_RowId, ForeignKey("integration_runs.id"))
+    run_id: Mapped[int] = mapped_column(RowId, ForeignKey("integration_runs.id"))
     external_id: Mapped[str | None] = mapped_column(String(200), default=None)
     payload: Mapped[Any] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(Text)

@@ -247,3 +247,28 @@ async def test_an_awaited_after_commit_callback_runs_after_the_commit_and_not_on
     finally:
         await database.dispose()
     assert seen == [1]  # ran once, and saw its own transaction's key committed
+
+
+async def test_an_awaited_after_rollback_callback_runs_only_when_the_unit_of_work_fails(
+    settings: Settings,
+) -> None:
+    database = Database(settings)
+    undone: list[str] = []
+
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    async def unit_of_work(name: str, fail: bool) -> None:
+        async with database.transaction() as session:
+            await create_api_key(session, name, [Scope.read])
+            db.await_after_rollback(session, lambda: undo(name))
+            if fail:
+                raise RuntimeError("the unit of work fails")
+
+    try:
+        await unit_of_work("committed", fail=False)
+        with pytest.raises(RuntimeError):
+            await unit_of_work("rolled back", fail=True)
+    finally:
+        await database.dispose()
+    assert undone == ["rolled back"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -89,6 +89,7 @@ def utcnow() -> datetime:
 _AFTER_COMMIT = "junction.after_commit"
 _GATHERED = "junction.after_commit.gathered"
 _AFTER_COMMIT_ASYNC = "junction.after_commit.async"
+_AFTER_ROLLBACK_ASYNC = "junction.after_rollback.async"
 
 
 def run_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
@@ -107,6 +108,13 @@ def await_after_commit(session: AsyncSession, callback: Callable[[], Awaitable[A
     answered after the commit already sees its effect (a cache invalidated, say). A
     rollback drops it; a failure is logged, never raised, as the write has landed."""
     session.sync_session.info.setdefault(_AFTER_COMMIT_ASYNC, []).append(callback)
+
+
+def await_after_rollback(session: AsyncSession, callback: Callable[[], Awaitable[Any]]) -> None:
+    """Await ``callback`` if the transaction of ``Database.transaction()`` rolls back,
+    its commit included (undo what lives outside the database, such as a stored file); a
+    commit drops it. A failure is logged; the unit of work's own error is what is raised."""
+    session.sync_session.info.setdefault(_AFTER_ROLLBACK_ASYNC, []).append(callback)
 
 
 def pending_after_commit(
@@ -164,15 +172,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write session that commits once when the block ends, or rolls back; then
-        what ``await_after_commit`` registered."""
+        what ``await_after_commit`` or ``await_after_rollback`` registered."""
         async with self.write_sessions() as session:
-            async with session.begin():
-                yield session
-            for callback in session.sync_session.info.pop(_AFTER_COMMIT_ASYNC, ()):
-                try:
-                    await callback()
-                except Exception:
-                    log.exception("after-commit callback failed")
+            info = session.sync_session.info
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                await _await_each(info.pop(_AFTER_ROLLBACK_ASYNC, ()), "after-rollback")
+                raise
+            info.pop(_AFTER_ROLLBACK_ASYNC, None)
+            await _await_each(info.pop(_AFTER_COMMIT_ASYNC, ()), "after-commit")
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -299,6 +309,14 @@ def _sqlite_engine(settings: Settings, *, immediate: bool) -> AsyncEngine:
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+async def _await_each(callbacks: Iterable[Callable[[], Awaitable[Any]]], when: str) -> None:
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            log.exception(f"{when} callback failed")
 
 
 def database_of(request: Request) -> Database:

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.cache import Cache, get_or_build
-from junction.platform.db import DbSession, ReadSession, await_after_commit
+from junction.platform.db import DbSession, ReadSession, await_after_commit, await_after_rollback
 from junction.platform.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -155,7 +155,7 @@ async def create_user(
         user = await service.create_user(session, fields, stored, broker=broker)
         return await views.written(session, user)
 
-    return await _with_upload(views.storage, upload, check, write)
+    return await _with_upload(session, views.storage, upload, check, write)
 
 
 @router.get("", response_model=UsersPage, summary="List users, oldest first")
@@ -228,7 +228,7 @@ async def update_user(
             await service.replace_file(session, user, stored)
         return await views.written(session, user)
 
-    return await _with_upload(views.storage, upload, check, write)
+    return await _with_upload(session, views.storage, upload, check, write)
 
 
 @router.delete(
@@ -269,12 +269,9 @@ async def put_file(
     user = await service.find_user(session, user_id)
     declared = request.headers.get("content-type", "")
     stored = await _save(views.storage, _body_chunks(request), declared, filename)
-    try:
-        await service.replace_file(session, user, stored)
-        return await views.written(session, user)
-    except BaseException:
-        await views.storage.delete(stored.key)
-        raise
+    _delete_if_rolled_back(session, views.storage, stored)
+    await service.replace_file(session, user, stored)
+    return await views.written(session, user)
 
 
 @router.delete(
@@ -360,12 +357,14 @@ def _validated(model: type[M], data: Any) -> M:
 
 
 async def _with_upload(
+    session: AsyncSession,
     storage: Storage,
     upload: UploadFile | None,
     check: Callable[[], Awaitable[T]],
     write: Callable[[T, StoredFile | None], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """Check, store the upload, then write; a failed write removes the stored file again.
+    """Check, store the upload, then write; if the request's unit of work does not commit
+    (the write fails, or the commit itself), the stored file is removed again.
 
     The check runs before the file is stored, so a request refused for its fields (an
     unknown user, a taken email) never leaves an object behind.
@@ -378,11 +377,12 @@ async def _with_upload(
     finally:
         if upload is not None:
             await upload.close()
-    try:
-        return await write(checked, stored)
-    except BaseException:
-        await storage.delete(stored.key)
-        raise
+    _delete_if_rolled_back(session, storage, stored)
+    return await write(checked, stored)
+
+
+def _delete_if_rolled_back(session: AsyncSession, storage: Storage, stored: StoredFile) -> None:
+    await_after_rollback(session, lambda: storage.delete(stored.key))
 
 
 async def _save(

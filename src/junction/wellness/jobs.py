@@ -22,7 +22,6 @@ from junction.platform.jobs import Backoff, JobContext, registry
 from junction.settings import Settings, get_settings
 from junction.wellness.models import SyncKind
 from junction.wellness.service import (
-    COUNT_NAMES,
     SCHEDULE_NAMES,
     SCHEDULED_SYNC_JOB,
     SYNC_JOB,
@@ -53,7 +52,7 @@ async def run_sync(job: JobContext) -> dict[str, Any]:
         full=bool(payload.get("full", False)),
         job_id=job.id,
     )
-    publisher = SyncStatusPublisher(job.broker, COUNT_NAMES)
+    publisher = SyncStatusPublisher(job.broker)
     try:
         report = await SyncEngine(job.database, job.settings, observe=publisher).run(request)
     finally:

@@ -8,7 +8,7 @@ separate worker (a separate worker without Redis has no way to reach the web pro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import structlog
 
@@ -34,15 +34,14 @@ class SyncStatusPublisher:
     """An observer of runs that publishes each report it is told of; ``aclose`` waits for
     the broadcasts still in flight."""
 
-    def __init__(self, broker: Broker | None, count_names: Mapping[str, str] | None = None):
+    def __init__(self, broker: Broker | None) -> None:
         self.broker = broker
-        self.count_names = count_names
         self.pending: set[asyncio.Task[int]] = set()
 
     def __call__(self, report: RunReport) -> None:
         if self.broker is None:
             return
-        message = report.as_message(self.count_names)
+        message = report.as_message()
         task = asyncio.get_running_loop().create_task(
             self.broker.publish(SYNC_STATUS_STREAM, message)
         )

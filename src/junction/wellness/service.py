@@ -174,33 +174,32 @@ class SyncEngine:
             await asyncio.sleep(LEASE_POLL_SECONDS)
 
     async def _try_start(self, request: SyncRequest) -> tuple[RunReport, datetime | None] | None:
-        async with self.database.transaction() as session:
-            state = await repository.locked_state(session, request.kind.value)
-            incremental = (
-                not request.full and self.settings.wellness_incremental and state.cursor is not None
-            )
-            cursor = state.cursor if incremental else None
-            opened = await open_run(
-                session,
-                INTEGRATION,
-                request.kind.value,
-                request.trigger,
-                mode=(RunMode.incremental if incremental else RunMode.full).value,
-                job_id=request.job_id,
-                cursor_from=cursor,
-            )
-            try:
-                previous = await acquire_lease(
-                    session,
-                    lease_name(request.kind.value),
-                    str(opened.run_id),
-                    _lease(self.settings),
+        """Open the run and take the kind's lease in one commit; None while it is held (the
+        run opened here is then rolled back with the rest)."""
+        try:
+            async with self.database.transaction() as session:
+                state = await repository.locked_state(session, request.kind.value)
+                incremental = (
+                    not request.full
+                    and self.settings.wellness_incremental
+                    and state.cursor is not None
                 )
-            except LeaseHeld:
-                await session.rollback()
-                return None
-            if previous is not None:
-                await record_interrupted(session, int(previous))
+                cursor = state.cursor if incremental else None
+                opened = await open_run(
+                    session,
+                    INTEGRATION,
+                    request.kind.value,
+                    request.trigger,
+                    mode=(RunMode.incremental if incremental else RunMode.full).value,
+                    job_id=request.job_id,
+                    cursor_from=cursor,
+                )
+                name, holder = lease_name(request.kind.value), str(opened.run_id)
+                previous = await acquire_lease(session, name, holder, _lease(self.settings))
+                if previous is not None:
+                    await record_interrupted(session, int(previous))
+        except LeaseHeld:
+            return None
         report = RunReport(**vars(opened))
         log.info("wellness sync started", run_id=report.run_id, kind=report.kind, mode=report.mode)
         return report, cursor

@@ -40,7 +40,7 @@ from junction.events.schemas import (
     SearchEvent,
     SearchEvents,
 )
-from junction.platform.db import Database, run_after_commit, utcnow
+from junction.platform.db import Database, utcnow
 from junction.platform.http import OutboundError
 from junction.platform.integrations import (
     RunCounts,
@@ -49,6 +49,7 @@ from junction.platform.integrations import (
     SetAside,
     add_counts,
     finish_run,
+    observe_after_commit,
     open_run,
     set_aside,
 )
@@ -322,7 +323,7 @@ async def run_sync(
     source = provider.feed_url(settings) or "(JUNCTION_PROVIDER_URL is not set)"
     async with database.transaction() as session:
         run = await open_run(session, INTEGRATION, FEED_KIND, trigger, source=source, job_id=job_id)
-        _observe_after_commit(session, run, observe)
+        observe_after_commit(session, run, observe)
     log.info("events sync started", run_id=run.run_id, trigger=trigger, source=source)
     try:
         feed = await provider.fetch_feed(settings)
@@ -381,15 +382,10 @@ async def _fail(
 async def _finished(
     session: AsyncSession, run: RunReport, observe: RunObserver
 ) -> EventSyncRunPublic:
-    _observe_after_commit(session, run, observe)
+    observe_after_commit(session, run, observe)
     row = await runs.get_run(session, run.run_id)
     assert row is not None
     return EventSyncRunPublic.model_validate(row)
-
-
-def _observe_after_commit(session: AsyncSession, run: RunReport, observe: RunObserver) -> None:
-    snapshot = run.snapshot()
-    run_after_commit(session, lambda: observe(snapshot))
 
 
 SYNC_JOB = "events.sync"

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.cache import Cache
-from junction.platform.db import Database, run_after_commit, utcnow
+from junction.platform.db import Database, utcnow
 from junction.platform.integrations import (
     RunCounts,
     RunReport,
@@ -39,6 +39,7 @@ from junction.platform.integrations import (
     SetAside,
     add_counts,
     finish_run,
+    observe_after_commit,
     open_run,
     resolve_dead_letters,
     set_aside,
@@ -175,8 +176,7 @@ class UserSync:
 
     def _observe_after_commit(self, session: AsyncSession) -> None:
         if self.observe is not None and self.run is not None:
-            snapshot, observe = self.run.snapshot(), self.observe
-            run_after_commit(session, lambda: observe(snapshot))
+            observe_after_commit(session, self.run, self.observe)
 
     async def _claim(self, first: int | None) -> list[_Claimed]:
         async with self.database.transaction() as session:

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from junction.platform.db import Database, run_after_commit, utcnow
+from junction.platform.db import Database, utcnow
 from junction.platform.http import CredentialsRejected, NotFoundUpstream, OutboundError
 from junction.platform.integrations import (
     LeaseHeld,
@@ -43,6 +43,7 @@ from junction.platform.integrations import (
     add_counts,
     extend_lease,
     finish_run,
+    observe_after_commit,
     open_run,
     release_lease,
     resolve_dead_letters,
@@ -225,7 +226,7 @@ class SyncEngine:
                 raise LeaseLost("another run took over this kind after the lease expired")
             counts = await self._write_page(session, report, page.records, seen)
             await add_counts(session, report, counts)
-            self._observe_after_commit(session, report)
+            observe_after_commit(session, report, self.observe)
 
     async def _write_page(
         self, session: AsyncSession, report: RunReport, raw_records: list[Any], seen: set[str]
@@ -360,7 +361,7 @@ class SyncEngine:
             await finish_run(
                 session, report, RunStatus.succeeded, error=report.error, cursor_to=cursor
             )
-            self._observe_after_commit(session, report)
+            observe_after_commit(session, report, self.observe)
         log.info("wellness sync finished", run_id=report.run_id, **asdict(report.counts))
 
     async def _fail(self, report: RunReport, error: str, *, retryable: bool = False) -> None:
@@ -368,12 +369,8 @@ class SyncEngine:
         async with self.database.transaction() as session:
             await release_lease(session, lease_name(report.kind), str(report.run_id))
             await finish_run(session, report, RunStatus.failed, error=error)
-            self._observe_after_commit(session, report)
+            observe_after_commit(session, report, self.observe)
         log.warning("wellness sync failed", run_id=report.run_id, kind=report.kind, error=error)
-
-    def _observe_after_commit(self, session: AsyncSession, report: RunReport) -> None:
-        snapshot = report.snapshot()
-        run_after_commit(session, lambda: self.observe(snapshot))
 
 
 def describe_failure(exc: Exception) -> str:

@@ -7,14 +7,14 @@ CLI's progress, the live channel and the job's result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from junction.platform.db import utcnow
+from junction.platform.db import run_after_commit, utcnow
 from junction.platform.integrations import repository
 from junction.platform.integrations.models import IntegrationRun, RunStatus
 
@@ -76,6 +76,18 @@ class RunReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
+
+
+Report = TypeVar("Report", bound=RunReport)
+
+
+def observe_after_commit(
+    session: AsyncSession, report: Report, observe: Callable[[Report], None]
+) -> None:
+    """Tell ``observe`` (the CLI's progress, the live channel) of the report as it is now,
+    once the transaction commits."""
+    snapshot = report.snapshot()
+    run_after_commit(session, lambda: observe(snapshot))
 
 
 async def open_run(

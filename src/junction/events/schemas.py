@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from datetime import date, time
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from junction.events.models import Event, Slot, Zone
 from junction.platform.wire import WireTime
 
 
@@ -22,30 +21,21 @@ def wire_price(price: Decimal) -> str:
 
 
 class ZonePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     uuid: UUID
     external_id: str
     name: str
     capacity: int
-    price: str
+    price: Annotated[str, BeforeValidator(wire_price)]
     numbered: bool
     created_at: WireTime
 
-    @classmethod
-    def of(cls, zone: Zone) -> ZonePublic:
-        return cls(
-            id=zone.id,
-            uuid=zone.uuid,
-            external_id=zone.external_id,
-            name=zone.name,
-            capacity=zone.capacity,
-            price=wire_price(zone.price),
-            numbered=zone.numbered,
-            created_at=zone.created_at,
-        )
-
 
 class SlotPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     uuid: UUID
     external_id: str
@@ -57,23 +47,12 @@ class SlotPublic(BaseModel):
     created_at: WireTime
     zones: list[ZonePublic]
 
-    @classmethod
-    def of(cls, slot: Slot) -> SlotPublic:
-        return cls(
-            id=slot.id,
-            uuid=slot.uuid,
-            external_id=slot.external_id,
-            starts_at=slot.starts_at,
-            ends_at=slot.ends_at,
-            sell_from=slot.sell_from,
-            sell_to=slot.sell_to,
-            sold_out=slot.sold_out,
-            created_at=slot.created_at,
-            zones=[ZonePublic.of(zone) for zone in slot.zones],
-        )
-
 
 class EventPublic(BaseModel):
+    # Built from a mapping, {"event": event, "slots": slots}: the answer carries the event's
+    # current slots in the asked range, which the service queries apart, not event.slots
+    # (every slot, and never loaded). A comment rather than a docstring, which would become
+    # the schema's description in the OpenAPI document.
     id: int
     uuid: UUID
     external_id: str
@@ -83,18 +62,14 @@ class EventPublic(BaseModel):
     created_at: WireTime
     slots: list[SlotPublic]
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, event: Event, slots: list[Slot]) -> EventPublic:
-        return cls(
-            id=event.id,
-            uuid=event.uuid,
-            external_id=event.external_id,
-            title=event.title,
-            sell_mode=event.sell_mode,
-            organizer_company_id=event.organizer_company_id,
-            created_at=event.created_at,
-            slots=[SlotPublic.of(slot) for slot in slots],
-        )
+    def _read_event(cls, source: Any) -> Any:
+        if not isinstance(source, dict) or "event" not in source:
+            return source
+        event = source["event"]
+        read = cls.model_fields.keys() - {"slots"}
+        return {name: getattr(event, name) for name in read} | {"slots": source["slots"]}
 
 
 class EventsPagination(BaseModel):

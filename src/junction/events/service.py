@@ -412,7 +412,10 @@ async def events_page(
     )
     return EventsPage(
         meta=EventsPageMeta(pagination=pagination),
-        data=[EventPublic.of(event, by_event.get(event.id, [])) for event in events],
+        data=[
+            EventPublic.model_validate({"event": event, "slots": by_event.get(event.id, [])})
+            for event in events
+        ],
     )
 
 

@@ -130,7 +130,7 @@ async def list_runs(
         session, INTEGRATION, kinds=kinds, limit=per_page, offset=(page - 1) * per_page
     )
     total = await runs.count_runs(session, INTEGRATION, kinds=kinds, status=None)
-    return Paginated.of([SyncRunPublic.of(run) for run in found], page, per_page, total)
+    return Paginated.of([SyncRunPublic.model_validate(run) for run in found], page, per_page, total)
 
 
 @router.get("/api/v1/sync/runs/{run_id}", summary="One run", responses={404: {}})
@@ -138,7 +138,7 @@ async def get_run(run_id: int, session: ReadSession, _: ReadKey) -> SyncRunPubli
     run = await runs.get_run(session, run_id) if run_id < 2**53 else None
     if run is None or run.integration != INTEGRATION:
         raise NotFound(f"sync run {run_id} does not exist")
-    return SyncRunPublic.of(run)
+    return SyncRunPublic.model_validate(run)
 
 
 @router.get("/api/v1/sync/dead_letters", summary="Records set aside, with their errors")
@@ -160,7 +160,9 @@ async def list_dead_letters(
         limit=per_page,
         offset=(page - 1) * per_page,
     )
-    return Paginated.of([DeadLetterPublic.of(x) for x in letters], page, per_page, total)
+    return Paginated.of(
+        [DeadLetterPublic.model_validate(x) for x in letters], page, per_page, total
+    )
 
 
 def _record_filter(
@@ -192,7 +194,7 @@ async def list_clients(
     clients, total = await repository.list_clients(
         session, filters, (page - 1) * per_page, per_page
     )
-    return Paginated.of([ClientPublic.of(c) for c in clients], page, per_page, total)
+    return Paginated.of([ClientPublic.model_validate(c) for c in clients], page, per_page, total)
 
 
 @router.get("/api/v1/appointments", summary="Synced appointments, by start time")
@@ -222,4 +224,6 @@ async def list_appointments(
         (page - 1) * per_page,
         per_page,
     )
-    return Paginated.of([AppointmentPublic.of(a) for a in appointments], page, per_page, total)
+    return Paginated.of(
+        [AppointmentPublic.model_validate(a) for a in appointments], page, per_page, total
+    )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from junction.platform.integrations import DeadLetter, IntegrationRun
-from junction.wellness.models import Appointment, Client
+from junction.platform.integrations import IntegrationRun
 
 T = TypeVar("T")
 
@@ -52,10 +51,6 @@ class ClientPublic(SyncFields):
     email: str | None
     phone: str | None
 
-    @classmethod
-    def of(cls, client: Client) -> ClientPublic:
-        return cls.model_validate(client)
-
 
 class AppointmentPublic(SyncFields):
     client_id: int
@@ -66,21 +61,23 @@ class AppointmentPublic(SyncFields):
     service: str | None
     notes: str | None
 
-    @classmethod
-    def of(cls, appointment: Appointment) -> AppointmentPublic:
-        return cls.model_validate(appointment)
-
 
 class RunCountsPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     fetched: int
     created: int
     updated: int
     unchanged: int
     deleted: int
-    failed: int
+    failed: int = Field(validation_alias="set_aside")
 
 
 class SyncRunPublic(BaseModel):
+    # Read from an IntegrationRun: duration_seconds is derived from its two timestamps and
+    # counts from its count columns, by the before-validator below.
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     kind: str
     trigger: str
@@ -95,31 +92,17 @@ class SyncRunPublic(BaseModel):
     counts: RunCountsPublic
     error: str | None
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, run: IntegrationRun) -> SyncRunPublic:
-        duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
-        return cls(
-            id=run.id,
-            kind=run.kind,
-            trigger=run.trigger,
-            mode=run.mode,
-            status=run.status,
-            job_id=run.job_id,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            duration_seconds=duration,
-            cursor_from=run.cursor_from,
-            cursor_to=run.cursor_to,
-            counts=RunCountsPublic(
-                fetched=run.fetched,
-                created=run.created,
-                updated=run.updated,
-                unchanged=run.unchanged,
-                deleted=run.deleted,
-                failed=run.set_aside,
-            ),
-            error=run.error,
-        )
+    def _derive_from_run(cls, run: Any) -> Any:
+        if not isinstance(run, IntegrationRun):
+            return run
+        read = cls.model_fields.keys() - {"duration_seconds", "counts"}
+        finished = run.finished_at
+        return {name: getattr(run, name) for name in read} | {
+            "duration_seconds": (finished - run.started_at).total_seconds() if finished else None,
+            "counts": run,
+        }
 
 
 class DeadLetterPublic(BaseModel):
@@ -133,10 +116,6 @@ class DeadLetterPublic(BaseModel):
     payload: Any
     created_at: datetime
     resolved_at: datetime | None
-
-    @classmethod
-    def of(cls, letter: DeadLetter) -> DeadLetterPublic:
-        return cls.model_validate(letter)
 
 
 class ScheduleInfo(BaseModel):

@@ -520,7 +520,7 @@ async def sync_status(session: AsyncSession, settings: Settings) -> SyncStatusPu
             deleted=deleted,
             cursor=state.cursor if state else None,
             last_full_sync_at=state.last_full_sync_at if state else None,
-            last_run=SyncRunPublic.of(last) if last else None,
+            last_run=SyncRunPublic.model_validate(last) if last else None,
             last_success_at=succeeded.finished_at if succeeded else None,
             next_run_at=stored.next_run_at if stored else None,
             schedule=ScheduleInfo(

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from junction.platform.auth import Principal, Scope, find_api_key, require_scope
 from junction.platform.db import DbSession, ReadSession
@@ -33,7 +33,14 @@ class JobErrorOut(BaseModel):
     at: str
 
 
+def _last_error(errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return errors[-1] if errors else None
+
+
 class JobOut(BaseModel):
+    # The job's errors column answers as its last element, last_error.
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     state: str
@@ -45,29 +52,10 @@ class JobOut(BaseModel):
     run_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    last_error: JobErrorOut | None
+    last_error: Annotated[JobErrorOut | None, BeforeValidator(_last_error)] = Field(
+        validation_alias="errors"
+    )
     result: Any
-
-    @classmethod
-    def of(cls, job: Job) -> JobOut:
-        last = job.errors[-1] if job.errors else None
-        return cls(
-            id=job.id,
-            name=job.name,
-            state=job.state,
-            queue=job.queue,
-            priority=job.priority,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            created_at=job.created_at,
-            run_at=job.run_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            last_error=JobErrorOut(**{k: last[k] for k in ("type", "message", "at")})
-            if last
-            else None,
-            result=job.result,
-        )
 
 
 async def _may_read(
@@ -110,14 +98,14 @@ async def get_job(
     if not await _may_read(request, session, job, x_job_token or token):
         raise NotFound(f"job {job_id} does not exist")
     assert job is not None
-    return JobOut.of(job)
+    return JobOut.model_validate(job)
 
 
 @router.post("/{job_id}/retry", summary="Queue a dead or discarded job again (admin)")
 async def retry_job(job_id: JobId, session: DbSession, _: Admin) -> JobOut:
-    return JobOut.of(await job_queue.retry(session, job_id))
+    return JobOut.model_validate(await job_queue.retry(session, job_id))
 
 
 @router.post("/{job_id}/discard", summary="Discard a dead or queued job (admin)")
 async def discard_job(job_id: JobId, session: DbSession, _: Admin) -> JobOut:
-    return JobOut.of(await job_queue.discard(session, job_id))
+    return JobOut.model_validate(await job_queue.discard(session, job_id))

@@ -140,10 +140,14 @@ async def test_a_failing_airtable_shows_on_the_user_and_in_the_job_records(setup
     shown = (await setup.client.get(f"/api/v1/users/{user['id']}")).json()
     assert shown["sync"]["attempts"] >= 1
     assert "500" in shown["sync"]["last_error"]
-    async with setup.junction.app.state.database.reading() as session:
-        job = await session.scalar(select(Job).where(Job.name == "profiles.sync_airtable"))
-    assert job is not None
-    assert job.errors
+
+    async def failed_job() -> Job | None:
+        # The worker records the job's error just after the user's, in its own commit.
+        async with setup.junction.app.state.database.reading() as session:
+            job = await session.scalar(select(Job).where(Job.name == "profiles.sync_airtable"))
+        return job if job is not None and job.errors else None
+
+    job = await eventually(failed_job, timeout=20)
     assert "500" in str(job.errors[0])
 
     setup.airtable.faults.clear()
@@ -172,14 +176,15 @@ async def test_each_drain_is_a_run_and_a_refused_user_a_dead_letter(setup: Setup
 
     [letter] = await _airtable_dead_letters(setup)
     assert (letter.resolution, letter.resolved_at is not None) == ("superseded", True)
-    async with setup.junction.app.state.database.reading() as session:
-        runs = list(
-            await session.scalars(
-                select(IntegrationRun)
-                .where(IntegrationRun.integration == "airtable")
-                .order_by(IntegrationRun.id)
-            )
-        )
+
+    async def finished_runs() -> list[IntegrationRun] | None:
+        # The drain closes its run after the users' commits that show them synced.
+        async with setup.junction.app.state.database.reading() as session:
+            query = select(IntegrationRun).where(IntegrationRun.integration == "airtable")
+            runs = list(await session.scalars(query.order_by(IntegrationRun.id)))
+        return runs if all(run.finished_at is not None for run in runs) else None
+
+    runs = await eventually(finished_runs, timeout=20)
     assert runs[0].status == "failed"
     assert (runs[0].set_aside, runs[0].kind) == (1, "users")
     assert (runs[-1].status, runs[-1].created, runs[-1].set_aside) == ("succeeded", 1, 0)

@@ -11,40 +11,36 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import FormData, UploadFile
-from starlette.requests import ClientDisconnect
 
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.cache import Cache, get_or_build
-from junction.platform.db import DbSession, ReadSession, await_after_commit, await_after_rollback
-from junction.platform.errors import (
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-    describe_validation_error,
-)
+from junction.platform.db import DbSession, ReadSession, await_after_commit
 from junction.platform.ratelimit import rate_limit
 from junction.platform.realtime import LiveBroker
-from junction.platform.storage import Storage, StoredFile, UnsupportedUpload
+from junction.platform.storage import Storage, StoredFile
+from junction.platform.storage.forms import (
+    FILE_BODY,
+    fields_or_file_body,
+    read_fields,
+    save_body,
+    with_upload,
+)
 from junction.profiles import repository, service
 from junction.profiles.models import User
 from junction.profiles.schemas import UserCreate, UserPublic, UsersPage, UserUpdate
 from junction.settings import Settings
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
 
 DEFAULT_PER_PAGE = 25
 MAX_PER_PAGE = 100
-CHUNK_BYTES = 64 * 1024
+FILE_ROUTE = "PUT /api/v1/users/{id}/file"
 UPLOAD_PATHS = r"^/api/v1/users(/[^/]+(/file)?)?/?$"
 
 ReadKey = Annotated[Principal, Depends(require_scope(Scope.read))]
@@ -60,27 +56,6 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     415: {"description": "The file's type is not allowed or does not match its content"},
     422: {"description": "Invalid fields"},
 }
-
-
-def _form_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a route that reads JSON or multipart itself."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    multipart = {
-        "type": "object",
-        "properties": {
-            **schema.get("properties", {}),
-            "file": {"type": "string", "format": "binary"},
-        },
-    }
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": schema},
-                "multipart/form-data": {"schema": multipart},
-            },
-        }
-    }
 
 
 @dataclass(frozen=True)
@@ -134,7 +109,7 @@ Views = Annotated[UserViews, Depends(_views)]
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     responses=WRITE_ERRORS,
-    openapi_extra=_form_body(UserCreate),
+    openapi_extra=fields_or_file_body(UserCreate),
     dependencies=[CreateLimit],
     summary="Create a user, with an optional file",
 )
@@ -145,7 +120,7 @@ async def create_user(
     views: Views,
     broker: LiveBroker,
 ) -> dict[str, Any]:
-    fields, upload = await _read_fields(request, UserCreate)
+    fields, upload = await read_fields(request, UserCreate, file_route=FILE_ROUTE)
     assert fields is not None  # only updates may send a file alone
 
     async def check() -> None:
@@ -155,7 +130,7 @@ async def create_user(
         user = await service.create_user(session, fields, stored, broker=broker)
         return await views.written(session, user)
 
-    return await _with_upload(session, views.storage, upload, check, write)
+    return await with_upload(session, views.storage, upload, check, write)
 
 
 @router.get("", response_model=UsersPage, summary="List users, oldest first")
@@ -205,7 +180,7 @@ async def get_user(
     "/{user_id}",
     response_model=UserPublic,
     responses={**NOT_FOUND, **WRITE_ERRORS},
-    openapi_extra=_form_body(UserUpdate),
+    openapi_extra=fields_or_file_body(UserUpdate),
     summary="Change fields, or replace the file (multipart)",
 )
 async def update_user(
@@ -215,7 +190,9 @@ async def update_user(
     session: DbSession,
     views: Views,
 ) -> dict[str, Any]:
-    changes, upload = await _read_fields(request, UserUpdate, file_only_ok=True)
+    changes, upload = await read_fields(
+        request, UserUpdate, file_only_ok=True, file_route=FILE_ROUTE
+    )
 
     async def check() -> User:
         user = await service.find_user(session, user_id)
@@ -228,7 +205,7 @@ async def update_user(
             await service.replace_file(session, user, stored)
         return await views.written(session, user)
 
-    return await _with_upload(session, views.storage, upload, check, write)
+    return await with_upload(session, views.storage, upload, check, write)
 
 
 @router.delete(
@@ -250,12 +227,7 @@ async def delete_user(
     response_model=UserPublic,
     responses={**NOT_FOUND, **WRITE_ERRORS},
     dependencies=[UploadLimit],
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    },
+    openapi_extra=FILE_BODY,
     summary="Upload or replace the file; the body is the file, Content-Type its type",
 )
 async def put_file(
@@ -267,9 +239,7 @@ async def put_file(
     filename: Annotated[str | None, Query(max_length=255)] = None,
 ) -> dict[str, Any]:
     user = await service.find_user(session, user_id)
-    declared = request.headers.get("content-type", "")
-    stored = await _save(views.storage, _body_chunks(request), declared, filename)
-    _delete_if_rolled_back(session, views.storage, stored)
+    stored = await save_body(session, views.storage, request, filename)
     await service.replace_file(session, user, stored)
     return await views.written(session, user)
 
@@ -303,105 +273,3 @@ async def sync_user(
 ) -> dict[str, Any]:
     user = await service.request_sync(session, await service.find_user(session, user_id))
     return await views.written(session, user)
-
-
-async def _read_fields(
-    request: Request, model: type[M], *, file_only_ok: bool = False
-) -> tuple[M | None, UploadFile | None]:
-    """The validated fields and the uploaded file, from a JSON or multipart body.
-
-    The caller owns the returned upload and must close it (``_with_upload`` does).
-    """
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type == "multipart/form-data":
-        form = await _form(request)
-        upload = form.get("file")
-        try:
-            if upload is not None and not isinstance(upload, UploadFile):
-                raise ValidationFailed("file: must be a file part, not a text field")
-            fields = {key: value for key, value in form.items() if key != "file"}
-            if file_only_ok and upload is not None and not fields:
-                return None, upload
-            return _validated(model, fields), upload
-        except BaseException:
-            await form.close()
-            raise
-    if media_type != "application/json":
-        raise UnsupportedMediaType(
-            "Send the fields as application/json or multipart/form-data; "
-            "a file alone goes to PUT /api/v1/users/{id}/file"
-        )
-    try:
-        payload = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("The body must be a JSON object") from None
-    except ClientDisconnect:
-        raise PayloadTooLarge() from None
-    return _validated(model, payload), None
-
-
-async def _form(request: Request) -> FormData:
-    try:
-        return await request.form(max_files=1, max_fields=20, max_part_size=64 * 1024)
-    except ClientDisconnect:
-        raise PayloadTooLarge() from None
-
-
-def _validated(model: type[M], data: Any) -> M:
-    if not isinstance(data, dict) or not data:
-        raise ValidationFailed("The body must be a JSON object with the user's fields")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ValidationFailed(*map(describe_validation_error, exc.errors())) from None
-
-
-async def _with_upload(
-    session: AsyncSession,
-    storage: Storage,
-    upload: UploadFile | None,
-    check: Callable[[], Awaitable[T]],
-    write: Callable[[T, StoredFile | None], Awaitable[dict[str, Any]]],
-) -> dict[str, Any]:
-    """Check, store the upload, then write; if the request's unit of work does not commit
-    (the write fails, or the commit itself), the stored file is removed again.
-
-    The check runs before the file is stored, so a request refused for its fields (an
-    unknown user, a taken email) never leaves an object behind.
-    """
-    try:
-        checked = await check()
-        if upload is None:
-            return await write(checked, None)
-        stored = await _save(storage, _upload_chunks(upload), upload.content_type, upload.filename)
-    finally:
-        if upload is not None:
-            await upload.close()
-    _delete_if_rolled_back(session, storage, stored)
-    return await write(checked, stored)
-
-
-def _delete_if_rolled_back(session: AsyncSession, storage: Storage, stored: StoredFile) -> None:
-    await_after_rollback(session, lambda: storage.delete(stored.key))
-
-
-async def _save(
-    storage: Storage, chunks: AsyncIterator[bytes], declared: str | None, filename: str | None
-) -> StoredFile:
-    if not declared:
-        raise UnsupportedUpload("Declare the file's type in its Content-Type")
-    return await storage.save(chunks, declared_type=declared, filename=filename)
-
-
-async def _upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(CHUNK_BYTES):
-        yield chunk
-
-
-async def _body_chunks(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise PayloadTooLarge() from None

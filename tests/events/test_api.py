@@ -15,7 +15,7 @@ from junction.app import create_app
 from junction.events import service
 from junction.platform.auth import Scope
 from junction.platform.db import Database
-from junction.platform.integrations import IntegrationRun
+from junction.platform.integrations import DataVersionWatcher, IntegrationRun
 from junction.platform.jobs.models import Job
 from junction.settings import Settings
 from tests.support.app import running
@@ -340,7 +340,7 @@ async def test_a_sync_by_another_process_reaches_an_idle_web_process_within_the_
 async def test_the_watcher_timer_reads_the_version_without_requests(
     database: Database, settings: Settings, provider_emulator: str
 ) -> None:
-    watcher = service.DataVersionWatcher(database, interval=0.5)
+    watcher = DataVersionWatcher(database, service.INTEGRATION, interval=0.5)
     first = await watcher.current()
     timer = asyncio.create_task(watcher.refresh_forever())
     try:

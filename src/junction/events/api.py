@@ -33,6 +33,7 @@ from junction.platform.cache import Cache, get_or_build
 from junction.platform.db import Database, DbSession, ReadSession, database_of
 from junction.platform.errors import ValidationFailed
 from junction.platform.http_cache import CachedRead, cached_answer, entry_of
+from junction.platform.integrations import DataVersionWatcher
 from junction.platform.integrations import repository as runs
 from junction.platform.jobs import enqueue
 from junction.platform.ratelimit import rate_limit
@@ -122,13 +123,13 @@ def _max_age(app: Starlette) -> int:
     return settings.events_http_max_age_seconds
 
 
-def data_version_watcher(app: Starlette) -> service.DataVersionWatcher:
+def data_version_watcher(app: Starlette) -> DataVersionWatcher:
     """The app's one watcher of the data version; the lifespan runs its timer."""
-    watcher: service.DataVersionWatcher | None = getattr(app.state, "events_data_version", None)
+    watcher: DataVersionWatcher | None = getattr(app.state, "events_data_version", None)
     if watcher is None:
         settings: Settings = app.state.settings
-        watcher = service.DataVersionWatcher(
-            app.state.database, settings.events_cache_version_check_seconds
+        watcher = DataVersionWatcher(
+            app.state.database, service.INTEGRATION, settings.events_cache_version_check_seconds
         )
         app.state.events_data_version = watcher
     return watcher

@@ -7,17 +7,14 @@ the record instead of creating a second one.
 pyairtable's own retries are turned off: a failed call fails the sync job, which the job
 system retries with backoff and records. Airtable allows 5 requests per second per base
 and answers more with 429 and a 30-second penalty, so every request first takes a slot
-from ``RequestThrottle``: slots are spaced ``1 / airtable_requests_per_second`` apart,
-shared through Redis by every process when Redis is configured, and a 429 pushes the next
-slot past the penalty for all of them. pyairtable is synchronous (requests), so calls run
-in a worker thread.
+from the sync kit's ``UpstreamThrottle`` (``airtable_requests_per_second``, shared by every
+process through Redis), and a 429 pushes the next slot past the penalty for all of them.
+pyairtable is synchronous (requests), so calls run in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -27,9 +24,8 @@ import requests
 import structlog
 from pyairtable import Api
 from pyairtable.formulas import match
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from junction.platform.integrations import UpstreamThrottle
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -111,84 +107,11 @@ class AirtableUser:
         }
 
 
-_RESERVE_SLOT = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(now, next_free)
-local spacing = tonumber(ARGV[1])
-local keep_ms = math.ceil((slot + spacing - now) * 1000) + 1000
-redis.call('SET', KEYS[1], tostring(slot + spacing), 'PX', keep_ms)
-return tostring(slot - now)
-"""
-
-_PENALIZE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local until_ = now + tonumber(ARGV[1])
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ > next_free then
-  redis.call('SET', KEYS[1], tostring(until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
-end
-return 1
-"""
-
-
-# The next free slot per base in this process (monotonic clock), for when there is no
-# Redis: shared by every sync job of the process.
-_next_local_slot: dict[str, float] = {}
-# When this process last sent to each base: a slot only says when a request may go, and a
-# busy event loop can send one late, next to an on-time successor. The window is checked
-# again against real send times just before each send.
-_recent_sends: dict[str, deque[float]] = {}
-AIRTABLE_BURST = 5
-SEND_WINDOW_SECONDS = 1.05
-
-
-class RequestThrottle:
-    """Spaces requests to one base; shared through Redis when there is one."""
-
-    def __init__(self, base_id: str, per_second: float, redis: Redis | None) -> None:
-        self.spacing = 1.0 / per_second
-        self.base_id = base_id
-        self.key = f"junction:airtable:next-slot:{base_id}"
-        self.redis = redis
-
-    async def acquire(self) -> None:
-        await asyncio.sleep(await self._reserve())
-        sent = _recent_sends.setdefault(self.base_id, deque(maxlen=AIRTABLE_BURST))
-        if len(sent) == AIRTABLE_BURST:
-            wait = sent[0] + SEND_WINDOW_SECONDS - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        sent.append(time.monotonic())
-
-    async def penalize(self, seconds: float) -> None:
-        until = time.monotonic() + seconds
-        _next_local_slot[self.base_id] = max(_next_local_slot.get(self.base_id, 0.0), until)
-        if self.redis is not None:
-            try:
-                await self.redis.eval(_PENALIZE, 1, self.key, seconds)
-            except RedisError as exc:
-                log.warning("airtable throttle: redis unreachable", error=str(exc))
-
-    async def _reserve(self) -> float:
-        if self.redis is not None:
-            try:
-                return float(await self.redis.eval(_RESERVE_SLOT, 1, self.key, self.spacing))
-            except RedisError as exc:
-                log.warning("airtable throttle: redis unreachable, spacing locally", error=str(exc))
-        now = time.monotonic()
-        slot = max(now, _next_local_slot.get(self.base_id, 0.0))
-        _next_local_slot[self.base_id] = slot + self.spacing
-        return slot - now
-
-
 class AirtableUsers:
     """The users table of the configured base."""
 
     def __init__(
-        self, connection: AirtableConnection, settings: Settings, throttle: RequestThrottle
+        self, connection: AirtableConnection, settings: Settings, throttle: UpstreamThrottle
     ) -> None:
         timeout = settings.airtable_timeout_seconds
         api = Api(

@@ -37,6 +37,7 @@ from junction.platform.integrations import (
     RunReport,
     RunStatus,
     SetAside,
+    UpstreamThrottle,
     add_counts,
     finish_run,
     observe_after_commit,
@@ -53,7 +54,6 @@ from junction.profiles.airtable import (
     AirtableRateLimited,
     AirtableUser,
     AirtableUsers,
-    RequestThrottle,
     airtable_connection,
 )
 from junction.profiles.channels import USER_UPDATES_STREAM
@@ -126,7 +126,9 @@ class UserSync:
         connection = airtable_connection(settings)
         if connection is None:
             raise AirtableNotConfigured("set AIRTABLE_API_KEY and AIRTABLE_BASE_ID")
-        throttle = RequestThrottle(connection.base_id, settings.airtable_requests_per_second, redis)
+        throttle = UpstreamThrottle(
+            "airtable", connection.base_id, settings.airtable_requests_per_second, redis
+        )
         self.airtable = AirtableUsers(connection, settings, throttle)
         self.lease = timedelta(
             seconds=settings.airtable_rate_limit_wait_seconds

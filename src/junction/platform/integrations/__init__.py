@@ -7,6 +7,8 @@ shares, so that each domain keeps only its adapter, its mapping and its rules.
   report every watcher sees (CLI, live channel, job result);
 - ``lease``: one run of a kind at a time, taken over once its holder's lease expires;
 - ``channel``: ``SyncStatusChannel``, where every run's progress goes after each commit;
+- ``throttle``: requests to an upstream spaced to its budget, shared by every process;
+- ``data_version``: an integration's data version, for cache keys that change with a sync;
 - ``metrics``: seed 004's health figures per integration in ``/metrics``.
 """
 
@@ -15,6 +17,7 @@ from junction.platform.integrations.channel import (
     SyncStatusChannel,
     SyncStatusPublisher,
 )
+from junction.platform.integrations.data_version import DataVersionWatcher
 from junction.platform.integrations.lease import (
     LeaseHeld,
     acquire_lease,
@@ -33,9 +36,11 @@ from junction.platform.integrations.runs import (
     resolve_dead_letters,
     set_aside,
 )
+from junction.platform.integrations.throttle import UpstreamThrottle
 
 __all__ = [
     "SYNC_STATUS_STREAM",
+    "DataVersionWatcher",
     "DeadLetter",
     "IntegrationRun",
     "Lease",
@@ -46,6 +51,7 @@ __all__ = [
     "SetAside",
     "SyncStatusChannel",
     "SyncStatusPublisher",
+    "UpstreamThrottle",
     "acquire_lease",
     "add_counts",
     "extend_lease",

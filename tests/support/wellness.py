@@ -8,11 +8,11 @@ from sqlalchemy import func, select
 
 from junction.emulators.wellness import EmulatorConfig, WellnessEmulator
 from junction.platform.db import Database
-from junction.platform.integrations import IntegrationRun
+from junction.platform.integrations import IntegrationRun, lease_name
 from junction.platform.integrations.lease import lease_holder
 from junction.settings import Settings
 from junction.wellness.models import Appointment, Client, SyncKind, SyncState
-from junction.wellness.service import RunReport, SyncEngine, SyncRequest, lease_name
+from junction.wellness.service import INTEGRATION, RunReport, SyncEngine, SyncRequest
 
 API_KEY = "test-wellness-key"
 SMALL = EmulatorConfig(clients=40, appointments=100, api_key=API_KEY)
@@ -59,7 +59,7 @@ async def runs(database: Database) -> list[IntegrationRun]:
 async def lease_holder_of(database: Database, kind: SyncKind) -> str | None:
     """Who holds the kind's run lease (None once every run has let go)."""
     async with database.reading() as session:
-        holder, _ = await lease_holder(session, lease_name(kind.value))
+        holder, _ = await lease_holder(session, lease_name(INTEGRATION, kind.value))
     return holder
 
 

@@ -20,7 +20,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -43,12 +43,11 @@ from junction.events.schemas import (
 from junction.platform.db import Database, utcnow
 from junction.platform.http import OutboundError
 from junction.platform.integrations import (
+    Run,
     RunCounts,
+    RunFailed,
     RunReport,
-    RunStatus,
     SetAside,
-    add_counts,
-    finish_run,
     observe_after_commit,
     open_run,
     set_aside,
@@ -62,12 +61,9 @@ log = structlog.get_logger(__name__)
 INTEGRATION = "events"
 FEED_KIND = "feed"
 BATCH_SLOTS = 500
-MAX_FAILURE_LENGTH = 2000
 MAX_EXTERNAL_ID_LENGTH = 200  # integration_dead_letters.external_id
 
 Progress = Callable[["SyncReport"], None]
-RunObserver = Callable[[RunReport], None]
-"""Told of each committed step of a run (opened, finished); must not block."""
 
 
 def _ignore(report: RunReport) -> None:
@@ -92,6 +88,14 @@ class SyncReport:
         self.skipped += 1
         if len(self.errors) < MAX_NOTES:
             self.errors.append(record.describe())
+
+    def counts(self) -> RunCounts:
+        return RunCounts(
+            created=self.created,
+            updated=self.updated,
+            unchanged=self.unchanged,
+            set_aside=self.skipped,
+        )
 
 
 def dead_letter(record: SkippedRecord) -> SetAside:
@@ -315,77 +319,43 @@ async def run_sync(
     settings: Settings,
     trigger: str,
     on_progress: Progress | None = None,
-    observe: RunObserver = _ignore,
+    observe: Callable[[RunReport], None] = _ignore,
     job_id: int | None = None,
 ) -> EventSyncRunPublic:
     """Fetch, parse and store the feed once, recording the run; returns the finished run.
-    ``observe`` is told of the run once opened and once finished, after each commit."""
+    ``observe`` is told of the run once opened and once finished, after each commit. A
+    failure a later attempt may not meet (a bug, the database gone) raises ``RunFailed``
+    once recorded."""
     source = provider.feed_url(settings) or "(JUNCTION_PROVIDER_URL is not set)"
     async with database.transaction() as session:
-        run = await open_run(session, INTEGRATION, FEED_KIND, trigger, source=source, job_id=job_id)
-        observe_after_commit(session, run, observe)
-    log.info("events sync started", run_id=run.run_id, trigger=trigger, source=source)
-    try:
+        opened = await open_run(
+            session, INTEGRATION, FEED_KIND, trigger, source=source, job_id=job_id
+        )
+        observe_after_commit(session, opened, observe)
+    run = Run(database, opened, observe)
+    log.info("events sync started", run_id=opened.run_id, trigger=trigger, source=source)
+
+    async def fetch_and_store() -> None:
         feed = await provider.fetch_feed(settings)
-        async with database.transaction() as session:
+        async with run.step() as session:
             zone = ZoneInfo(settings.provider_timezone)
-            report = await persist_feed(session, io.BytesIO(feed), zone, on_progress, run)
-            return await _succeed(session, run, report, len(feed), observe)
-    except (FeedError, OutboundError, provider.ProviderError) as exc:
-        return await _fail(database, run, str(exc), observe)
-    except BaseException as exc:
-        await asyncio.shield(_fail(database, run, f"{type(exc).__name__}: {exc}", observe))
-        raise
+            report = await persist_feed(session, io.BytesIO(feed), zone, on_progress, opened)
+            await run.succeed(
+                session,
+                report.counts(),
+                notes=report.errors,
+                rows_written=report.rows_written,
+                bytes_read=len(feed),
+            )
+        log.info("events sync finished", run_id=opened.run_id, **asdict(opened.counts))
 
-
-async def _succeed(
-    session: AsyncSession, run: RunReport, report: SyncReport, feed_bytes: int, observe: RunObserver
-) -> EventSyncRunPublic:
-    counts = RunCounts(
-        created=report.created,
-        updated=report.updated,
-        unchanged=report.unchanged,
-        set_aside=report.skipped,
+    finished = await run.guard(
+        fetch_and_store, expected=(FeedError, OutboundError, provider.ProviderError)
     )
-    await add_counts(session, run, counts)
-    await finish_run(
-        session,
-        run,
-        RunStatus.succeeded,
-        notes=report.errors,
-        rows_written=report.rows_written,
-        bytes_read=feed_bytes,
-    )
-    log.info(
-        "events sync finished",
-        run_id=run.run_id,
-        status=run.status,
-        created=report.created,
-        updated=report.updated,
-        unchanged=report.unchanged,
-        skipped=report.skipped,
-        rows_written=report.rows_written,
-    )
-    return await _finished(session, run, observe)
-
-
-async def _fail(
-    database: Database, run: RunReport, message: str, observe: RunObserver
-) -> EventSyncRunPublic:
-    log.warning("events sync failed", run_id=run.run_id, error=message)
-    message = message[:MAX_FAILURE_LENGTH]
-    async with database.transaction() as session:
-        await finish_run(session, run, RunStatus.failed, error=message, notes=[message])
-        return await _finished(session, run, observe)
-
-
-async def _finished(
-    session: AsyncSession, run: RunReport, observe: RunObserver
-) -> EventSyncRunPublic:
-    observe_after_commit(session, run, observe)
-    row = await runs.get_run(session, run.run_id)
-    assert row is not None
-    return EventSyncRunPublic.model_validate(row)
+    if finished.retryable:
+        raise RunFailed(f"events sync run {finished.run_id} failed: {finished.error}")
+    async with database.reading() as session:
+        return EventSyncRunPublic.model_validate(await runs.get_run(session, finished.run_id))
 
 
 SYNC_JOB = "events.sync"

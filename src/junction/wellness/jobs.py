@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from pydantic_core import to_jsonable_python
 
-from junction.platform.integrations import SyncStatusPublisher
+from junction.platform.integrations import RunFailed, SyncStatusPublisher
 from junction.platform.jobs import Backoff, JobContext, registry
 from junction.settings import Settings, get_settings
 from junction.wellness.models import SyncKind
@@ -31,10 +31,6 @@ from junction.wellness.service import (
 )
 
 log = structlog.get_logger(__name__)
-
-
-class SyncFailed(Exception):
-    """The run failed in a way worth retrying; its error is in the run history too."""
 
 
 @registry.job(
@@ -58,7 +54,7 @@ async def run_sync(job: JobContext) -> dict[str, Any]:
     finally:
         await publisher.aclose()
     if report.retryable:
-        raise SyncFailed(f"{request.kind.value} sync run {report.run_id} failed: {report.error}")
+        raise RunFailed(f"{request.kind.value} sync run {report.run_id} failed: {report.error}")
     summary: dict[str, Any] = to_jsonable_python(report.as_message())
     summary.pop("type")
     return summary

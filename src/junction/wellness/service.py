@@ -4,7 +4,7 @@ Unlike a request's service, a sync commits as it goes, one transaction per page:
 keeps every page that landed, memory stays bounded, and the database is never locked for
 the length of a run. What makes that safe:
 
-* **One run per kind at a time.** A run holds the kind's lease (``wellness_sync_state``),
+* **One run per kind at a time.** A run holds the kind's lease (the sync kit's runner),
   extended with every page it commits; a run whose worker died is taken over once its lease
   expires, and is recorded as interrupted.
 * **Upserts on external_id**, so a page written twice lands once. A content hash counts
@@ -22,7 +22,6 @@ the length of a run. What makes that safe:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -35,24 +34,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from junction.platform.db import Database, utcnow
 from junction.platform.http import CredentialsRejected, NotFoundUpstream, OutboundError
 from junction.platform.integrations import (
-    LeaseHeld,
+    Run,
     RunCounts,
     RunStatus,
     SetAside,
-    acquire_lease,
     add_counts,
-    extend_lease,
-    finish_run,
-    observe_after_commit,
+    lease_name,
     open_run,
-    release_lease,
     resolve_dead_letters,
     set_aside,
+    wait_for_lease,
 )
 from junction.platform.integrations import RunReport as KitRunReport
 from junction.platform.integrations import repository as runs
 from junction.platform.integrations.lease import lease_holder
-from junction.platform.integrations.runs import record_interrupted
 from junction.platform.jobs import Enqueued, enqueue
 from junction.settings import Settings
 from junction.wellness import repository
@@ -60,7 +55,6 @@ from junction.wellness.client import (
     AppointmentRecord,
     ClientRecord,
     MalformedResponse,
-    Page,
     RecordParser,
     RecordRejected,
     Tombstone,
@@ -77,16 +71,6 @@ from junction.wellness.models import (
 from junction.wellness.schemas import KindStatus, ScheduleInfo, SyncRunPublic, SyncStatusPublic
 
 log = structlog.get_logger(__name__)
-
-LEASE_POLL_SECONDS = 0.5
-
-
-class SyncBusy(Exception):
-    """Another run of the same kind holds the lease and did not finish in time."""
-
-
-class LeaseLost(Exception):
-    """This run's lease expired and another run took over: it must not write on."""
 
 
 @dataclass(frozen=True)
@@ -108,15 +92,9 @@ class RunReport(KitRunReport):
 
     unidentified: int = 0
     """Records set aside without an id: a full run then cannot tell deleted from unreadable."""
-    retryable: bool = False
-    """A failure that a later attempt may not meet (429, 5xx, timeouts, a crash)."""
 
     def as_message(self, count_names: Mapping[str, str] | None = None) -> dict[str, Any]:
         return super().as_message(count_names or COUNT_NAMES)
-
-
-def lease_name(kind: str) -> str:
-    return f"{INTEGRATION}:{kind}"
 
 
 Observer = Callable[[RunReport], None]
@@ -143,69 +121,45 @@ class SyncEngine:
         self.parser = RecordParser(settings.wellness_api_timezone)
 
     async def run(self, request: SyncRequest, wait_seconds: float | None = None) -> RunReport:
-        """Run one sync of ``request.kind``; a failure is recorded in the run, not raised."""
-        report, cursor = await self._start(request, wait_seconds)
-        try:
+        """Run one sync of ``request.kind``; a failure is recorded in the run, not raised.
+        Waits for a run of the kind already going (at most ``wait_seconds``)."""
+        busy = f"a {request.kind} sync is already running"
+        run, cursor = await wait_for_lease(lambda: self._start(request), wait_seconds, busy)
+        self.observe(run.report)
+
+        async def pull() -> None:
             async with self.api_factory(self.settings) as api:
-                await self._pull(api, report, cursor)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._fail(report, "the run was cancelled (shutdown or timeout)"))
-            raise
-        except (OutboundError, LeaseLost) as exc:
-            await self._fail(report, describe_failure(exc), retryable=is_transient(exc))
-        except Exception as exc:
-            log.exception("wellness sync failed", run_id=report.run_id, kind=report.kind)
-            await self._fail(report, f"{type(exc).__name__}: {exc}", retryable=True)
-        return report
+                await self._pull(api, run, cursor)
 
-    async def _start(
-        self, request: SyncRequest, wait_seconds: float | None
-    ) -> tuple[RunReport, datetime | None]:
-        """Take the kind's lease (waiting for a live holder), then open the run."""
-        loop = asyncio.get_running_loop()
-        deadline = None if wait_seconds is None else loop.time() + wait_seconds
-        while True:
-            started = await self._try_start(request)
-            if started is not None:
-                report, cursor = started
-                self.observe(report)
-                return report, cursor
-            if deadline is not None and loop.time() >= deadline:
-                raise SyncBusy(f"a {request.kind} sync is already running")
-            await asyncio.sleep(LEASE_POLL_SECONDS)
+        return await run.guard(
+            pull, expected=(OutboundError,), describe=describe_failure, is_transient=is_transient
+        )
 
-    async def _try_start(self, request: SyncRequest) -> tuple[RunReport, datetime | None] | None:
-        """Open the run and take the kind's lease in one commit; None while it is held (the
-        run opened here is then rolled back with the rest)."""
-        try:
-            async with self.database.transaction() as session:
-                state = await repository.locked_state(session, request.kind.value)
-                incremental = (
-                    not request.full
-                    and self.settings.wellness_incremental
-                    and state.cursor is not None
-                )
-                cursor = state.cursor if incremental else None
-                opened = await open_run(
-                    session,
-                    INTEGRATION,
-                    request.kind.value,
-                    request.trigger,
-                    mode=(RunMode.incremental if incremental else RunMode.full).value,
-                    job_id=request.job_id,
-                    cursor_from=cursor,
-                )
-                name, holder = lease_name(request.kind.value), str(opened.run_id)
-                previous = await acquire_lease(session, name, holder, _lease(self.settings))
-                if previous is not None:
-                    await record_interrupted(session, int(previous))
-        except LeaseHeld:
-            return None
-        report = RunReport(**vars(opened))
-        log.info("wellness sync started", run_id=report.run_id, kind=report.kind, mode=report.mode)
-        return report, cursor
+    async def _start(self, request: SyncRequest) -> tuple[Run[RunReport], datetime | None]:
+        """Open the run and take the kind's lease in one commit; ``LeaseHeld`` while it is
+        held (the run opened here is then rolled back with the rest)."""
+        async with self.database.transaction() as session:
+            state = await repository.locked_state(session, request.kind.value)
+            incremental = (
+                not request.full and self.settings.wellness_incremental and state.cursor is not None
+            )
+            cursor = state.cursor if incremental else None
+            opened = await open_run(
+                session,
+                INTEGRATION,
+                request.kind.value,
+                request.trigger,
+                mode=(RunMode.incremental if incremental else RunMode.full).value,
+                job_id=request.job_id,
+                cursor_from=cursor,
+            )
+            run = Run(self.database, RunReport(**vars(opened)), self.observe, _lease(self.settings))
+            await run.take_lease(session)
+        log.info("wellness sync started", run_id=opened.run_id, kind=opened.kind, mode=opened.mode)
+        return run, cursor
 
-    async def _pull(self, api: WellnessApi, report: RunReport, cursor: datetime | None) -> None:
+    async def _pull(self, api: WellnessApi, run: Run[RunReport], cursor: datetime | None) -> None:
+        report = run.report
         seen: set[str] = set()
         next_cursor: datetime | None = None
         first = True
@@ -215,18 +169,10 @@ class SyncEngine:
                 if cursor is not None and not page.filtered_since:
                     report.mode = RunMode.full.value  # the API ignored updated_since
                 first = False
-            await self._land(page, report, seen)
-        await self._finish(report, seen, next_cursor)
-
-    async def _land(self, page: Page, report: RunReport, seen: set[str]) -> None:
-        async with self.database.transaction() as session:
-            if not await extend_lease(
-                session, lease_name(report.kind), str(report.run_id), _lease(self.settings)
-            ):
-                raise LeaseLost("another run took over this kind after the lease expired")
-            counts = await self._write_page(session, report, page.records, seen)
-            await add_counts(session, report, counts)
-            observe_after_commit(session, report, self.observe)
+            async with run.step() as session:
+                counts = await self._write_page(session, report, page.records, seen)
+                await add_counts(session, report, counts)
+        await self._finish(run, seen, next_cursor)
 
     async def _write_page(
         self, session: AsyncSession, report: RunReport, raw_records: list[Any], seen: set[str]
@@ -336,10 +282,11 @@ class SyncEngine:
         await repository.mark_rejected(session, model, errors, now)
         log.warning("wellness records set aside", run_id=report.run_id, count=len(rejected))
 
-    async def _finish(self, report: RunReport, seen: set[str], cursor: datetime | None) -> None:
+    async def _finish(self, run: Run[RunReport], seen: set[str], cursor: datetime | None) -> None:
         """Sweep (full runs), save the cursor, release the lease and close the run: one commit."""
+        report = run.report
         model = Client if report.kind == SyncKind.clients.value else Appointment
-        async with self.database.transaction() as session:
+        async with run.step() as session:
             now = utcnow()
             swept = 0
             if report.mode == RunMode.full.value and report.unidentified:
@@ -354,23 +301,9 @@ class SyncEngine:
             state_values: dict[str, Any] = {"cursor": cursor}
             if report.mode == RunMode.full.value:
                 state_values["last_full_sync_at"] = now
-            if not await release_lease(session, lease_name(report.kind), str(report.run_id)):
-                raise LeaseLost("another run took over this kind after the lease expired")
             await repository.save_cursor(session, report.kind, **state_values)
-            await add_counts(session, report, RunCounts(deleted=swept))
-            await finish_run(
-                session, report, RunStatus.succeeded, error=report.error, cursor_to=cursor
-            )
-            observe_after_commit(session, report, self.observe)
+            await run.succeed(session, RunCounts(deleted=swept), cursor_to=cursor)
         log.info("wellness sync finished", run_id=report.run_id, **asdict(report.counts))
-
-    async def _fail(self, report: RunReport, error: str, *, retryable: bool = False) -> None:
-        report.retryable = retryable
-        async with self.database.transaction() as session:
-            await release_lease(session, lease_name(report.kind), str(report.run_id))
-            await finish_run(session, report, RunStatus.failed, error=error)
-            observe_after_commit(session, report, self.observe)
-        log.warning("wellness sync failed", run_id=report.run_id, kind=report.kind, error=error)
 
 
 def describe_failure(exc: Exception) -> str:
@@ -392,7 +325,6 @@ def is_transient(exc: Exception) -> bool:
         NotFoundUpstream,
         WellnessNotConfigured,
         MalformedResponse,
-        LeaseLost,
     )
     return not isinstance(exc, permanent)
 
@@ -509,7 +441,7 @@ async def sync_status(session: AsyncSession, settings: Settings) -> SyncStatusPu
         model = Client if kind is SyncKind.clients else Appointment
         counts, deleted = await repository.status_counts(session, model)
         state = states.get(kind.value)
-        holder, _ = await lease_holder(session, lease_name(kind.value))
+        holder, _ = await lease_holder(session, lease_name(INTEGRATION, kind.value))
         last = await runs.last_run(session, INTEGRATION, kind.value)
         succeeded = await runs.last_run(session, INTEGRATION, kind.value, RunStatus.succeeded)
         stored = schedules.get(SCHEDULE_NAMES[kind])

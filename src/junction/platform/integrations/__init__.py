@@ -5,6 +5,8 @@ shares, so that each domain keeps only its adapter, its mapping and its rules.
   records set aside (``integration_dead_letters``), one lease table (``integration_leases``);
 - ``runs``: open, count, finish and fail a run; set records aside and resolve them; the
   report every watcher sees (CLI, live channel, job result);
+- ``runner``: a run's life, the same for every integration: opened (with its lease), landed
+  in steps of one transaction each, closed as succeeded or failed, observed after commits;
 - ``lease``: one run of a kind at a time, taken over once its holder's lease expires;
 - ``channel``: ``SyncStatusChannel``, where every run's progress goes after each commit;
 - ``throttle``: requests to an upstream spaced to its budget, shared by every process;
@@ -25,6 +27,14 @@ from junction.platform.integrations.lease import (
     release_lease,
 )
 from junction.platform.integrations.models import DeadLetter, IntegrationRun, Lease, RunStatus
+from junction.platform.integrations.runner import (
+    LeaseLost,
+    Run,
+    RunBusy,
+    RunFailed,
+    lease_name,
+    wait_for_lease,
+)
 from junction.platform.integrations.runs import (
     RunCounts,
     RunReport,
@@ -45,7 +55,11 @@ __all__ = [
     "IntegrationRun",
     "Lease",
     "LeaseHeld",
+    "LeaseLost",
+    "Run",
+    "RunBusy",
     "RunCounts",
+    "RunFailed",
     "RunReport",
     "RunStatus",
     "SetAside",
@@ -56,9 +70,11 @@ __all__ = [
     "add_counts",
     "extend_lease",
     "finish_run",
+    "lease_name",
     "observe_after_commit",
     "open_run",
     "release_lease",
     "resolve_dead_letters",
     "set_aside",
+    "wait_for_lease",
 ]

@@ -19,6 +19,7 @@ from junction.platform.integrations import repository
 from junction.platform.integrations.models import IntegrationRun, RunStatus
 
 MAX_NOTES = 100
+MAX_ERROR_LENGTH = 2000
 
 
 @dataclass
@@ -56,6 +57,8 @@ class RunReport:
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    retryable: bool = False
+    """A failure that a later attempt may not meet (429, 5xx, timeouts, a crash)."""
 
     def snapshot(self) -> Self:
         return replace(self, counts=replace(self.counts))
@@ -124,6 +127,7 @@ async def finish_run(
     **values: Any,
 ) -> None:
     """Close the run (``rows_written``, ``cursor_to``, ``bytes_read`` ... as given)."""
+    error = error[:MAX_ERROR_LENGTH] if error is not None else None
     report.status, report.error, report.finished_at = status.value, error, utcnow()
     await repository.update_run(
         session,

@@ -61,7 +61,6 @@ log = structlog.get_logger(__name__)
 INTEGRATION = "events"
 FEED_KIND = "feed"
 BATCH_SLOTS = 500
-MAX_EXTERNAL_ID_LENGTH = 200  # integration_dead_letters.external_id
 
 Progress = Callable[["SyncReport"], None]
 
@@ -101,9 +100,8 @@ class SyncReport:
 def dead_letter(record: SkippedRecord) -> SetAside:
     """A skipped record as the kit sets it aside: what and where it was, and the message
     the run reports for it."""
-    external_id = record.external_id[:MAX_EXTERNAL_ID_LENGTH] if record.external_id else None
     payload = {"record": record.kind, "parent": record.parent, "line": record.line}
-    return SetAside(external_id, payload, record.describe())
+    return SetAside(record.external_id, payload, record.describe())
 
 
 def _digest(parts: Any) -> str:

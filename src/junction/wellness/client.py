@@ -14,7 +14,7 @@ backoff, Retry-After, 401/403 stop at once, 404 reported). The API's shape:
 
 Upstream times arrive as ISO 8601 with or without an offset (without one, they are in
 ``JUNCTION_WELLNESS_API_TIMEZONE``), as separate date and time fields, or as epoch seconds;
-``parse_upstream_time`` turns each into an aware UTC datetime.
+the sync kit's record readers turn each into an aware UTC datetime.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +31,13 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from junction.platform.http import OutboundClient, OutboundError, RetryPolicy
+from junction.platform.integrations.records import (
+    RecordRejected,
+    bounded_text,
+    date_and_time,
+    identifier,
+    parse_upstream_time,
+)
 from junction.settings import Settings
 
 INTEGRATION = "wellness"
@@ -44,14 +51,6 @@ class WellnessNotConfigured(OutboundError):
 
 class MalformedResponse(OutboundError):
     """A page that is not the JSON object the API documents."""
-
-
-class RecordRejected(ValueError):
-    """One upstream record that cannot be stored; it goes to the dead letters."""
-
-    def __init__(self, external_id: str | None, message: str) -> None:
-        super().__init__(message)
-        self.external_id = external_id
 
 
 @dataclass(frozen=True)
@@ -212,50 +211,6 @@ def _server_time(value: Any, response: httpx.Response) -> datetime | None:
         return None
 
 
-def parse_upstream_time(value: Any, zone: ZoneInfo | Any) -> datetime:
-    """ISO 8601 (offset, ``Z`` or none: then ``zone``), or epoch seconds; always UTC."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, int | float):
-        return _from_epoch(float(value))
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} is not a time")
-    text = value.strip()
-    if _looks_numeric(text):
-        return _from_epoch(float(text))
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 time or epoch seconds") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
-
-
-def _looks_numeric(text: str) -> bool:
-    return text.lstrip("-").replace(".", "", 1).isdigit()
-
-
-def _from_epoch(seconds: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise ValueError(f"{seconds!r} is not a valid epoch time") from None
-
-
-def _date_and_time(day: Any, clock: Any, zone: ZoneInfo) -> datetime:
-    """Separate ``date`` ("2026-03-01") and time ("14:30" or "14:30:00") fields."""
-    if not isinstance(day, str) or not isinstance(clock, str):
-        raise ValueError(f"date {day!r} and time {clock!r} must both be strings")
-    try:
-        moment = datetime.combine(date.fromisoformat(day), time.fromisoformat(clock))
-    except ValueError:
-        raise ValueError(f"date {day!r} with time {clock!r} is not a valid time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
-
-
 class RecordParser:
     """Upstream records into ``ClientRecord`` / ``AppointmentRecord`` / ``Tombstone``."""
 
@@ -281,7 +236,7 @@ class RecordParser:
         if fields.get("deleted") is True:
             return Tombstone(external_id, updated_at)
         client: dict[str, Any] = fields["client"] if isinstance(fields.get("client"), dict) else {}
-        client_id = _identifier(fields.get("client_id", client.get("id")))
+        client_id = identifier(fields.get("client_id", client.get("id")))
         if client_id is None:
             raise RecordRejected(external_id, "client_id: is required")
         starts_at, ends_at = self._appointment_times(fields, external_id)
@@ -301,7 +256,7 @@ class RecordParser:
     def _common(self, raw: Any) -> tuple[dict[str, Any], str]:
         if not isinstance(raw, dict):
             raise RecordRejected(None, f"a record must be a JSON object, not {raw!r:.80}")
-        external_id = _identifier(raw.get("id"))
+        external_id = identifier(raw.get("id"))
         if external_id is None:
             raise RecordRejected(None, "id: is required (a non-empty string or integer)")
         return raw, external_id
@@ -336,7 +291,7 @@ class RecordParser:
         if fields.get(combined) is not None:
             return parse_upstream_time(fields[combined], self.zone)
         if fields.get("date") is not None and fields.get(clock) is not None:
-            return _date_and_time(fields["date"], fields[clock], self.zone)
+            return date_and_time(fields["date"], fields[clock], self.zone)
         return None
 
 
@@ -346,29 +301,9 @@ def _minutes(value: Any) -> float:
     return float(value)
 
 
-def _identifier(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip() and len(value) <= 200 and "\x00" not in value:
-        return value.strip()
-    return None
-
-
 # The widths of the columns they land in: a longer value is refused here, not by the database.
 _TEXT_LIMITS = {"email": 320, "phone": 64, "status": 32, "notes": 10_000}
 
 
 def _text(fields: Mapping[str, Any], name: str, external_id: str) -> str | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RecordRejected(external_id, f"{name}: must be a string, not {type(value).__name__}")
-    limit = _TEXT_LIMITS.get(name, 200)
-    if "\x00" in value:
-        raise RecordRejected(external_id, f"{name}: contains a NUL character")
-    if len(value) > limit:
-        raise RecordRejected(external_id, f"{name}: is longer than {limit} characters")
-    return value
+    return bounded_text(fields, name, external_id, _TEXT_LIMITS.get(name, 200))

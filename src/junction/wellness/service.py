@@ -22,7 +22,6 @@ the length of a run. What makes that safe:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -48,6 +47,7 @@ from junction.platform.integrations import (
 from junction.platform.integrations import RunReport as KitRunReport
 from junction.platform.integrations import repository as runs
 from junction.platform.integrations.lease import lease_holder
+from junction.platform.integrations.records import RecordRejected
 from junction.platform.jobs import Enqueued, enqueue
 from junction.settings import Settings
 from junction.wellness import repository
@@ -56,7 +56,6 @@ from junction.wellness.client import (
     ClientRecord,
     MalformedResponse,
     RecordParser,
-    RecordRejected,
     Tombstone,
     WellnessApi,
     WellnessNotConfigured,
@@ -275,7 +274,7 @@ class SyncEngine:
         await set_aside(
             session,
             report,
-            [SetAside(exc.external_id, _storable(raw), str(exc)) for raw, exc in rejected],
+            [SetAside(exc.external_id, raw, str(exc)) for raw, exc in rejected],
             now,
         )
         errors = {exc.external_id: str(exc) for _, exc in rejected if exc.external_id}
@@ -384,18 +383,6 @@ def _placeholder_client(record: AppointmentRecord, now: datetime) -> dict[str, A
         "created_at": now,
         "updated_at": now,
     }
-
-
-DEAD_LETTER_PAYLOAD_LIMIT = 20_000
-
-
-def _storable(raw: Any) -> Any:
-    """The rejected record as strict JSON, or, when it is not or is too big, its repr cut short."""
-    try:
-        encoded = json.dumps(raw, allow_nan=False)
-    except (TypeError, ValueError):
-        return repr(raw)[:DEAD_LETTER_PAYLOAD_LIMIT]
-    return raw if len(encoded) <= DEAD_LETTER_PAYLOAD_LIMIT else encoded[:DEAD_LETTER_PAYLOAD_LIMIT]
 
 
 # Triggers and status ----------------------------------------------------------------------

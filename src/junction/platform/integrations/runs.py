@@ -7,6 +7,7 @@ CLI's progress, the live channel and the job's result.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -20,6 +21,8 @@ from junction.platform.integrations.models import IntegrationRun, RunStatus
 
 MAX_NOTES = 100
 MAX_ERROR_LENGTH = 2000
+MAX_PAYLOAD_LENGTH = 20_000
+ID_LENGTH = 200  # integration_dead_letters.external_id
 
 
 @dataclass
@@ -163,14 +166,23 @@ async def set_aside(
                 "integration": report.integration,
                 "kind": report.kind,
                 "run_id": report.run_id,
-                "external_id": record.external_id,
-                "payload": record.payload,
+                "external_id": record.external_id[:ID_LENGTH] if record.external_id else None,
+                "payload": storable(record.payload),
                 "error": record.error,
                 "created_at": now,
             }
             for record in records
         ],
     )
+
+
+def storable(payload: Any) -> Any:
+    """The payload as strict JSON, or, when it is not or is too big, its text cut short."""
+    try:
+        encoded = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(payload)[:MAX_PAYLOAD_LENGTH]
+    return payload if len(encoded) <= MAX_PAYLOAD_LENGTH else encoded[:MAX_PAYLOAD_LENGTH]
 
 
 async def resolve_dead_letters(

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from junction.platform.pagination import PaginationMeta
 from junction.platform.wire import WireTime
 
 
@@ -72,17 +73,6 @@ class EventPublic(BaseModel):
         return {name: getattr(event, name) for name in read} | {"slots": source["slots"]}
 
 
-class EventsPagination(BaseModel):
-    current_page: int
-    per_page: int
-    total_count: int
-    total_pages: int
-
-
-class EventsPageMeta(BaseModel):
-    pagination: EventsPagination
-
-
 EVENTS_EXAMPLE: dict[str, Any] = {
     "meta": {"pagination": {"current_page": 1, "per_page": 20, "total_count": 1, "total_pages": 1}},
     "data": [
@@ -127,7 +117,7 @@ EVENTS_EXAMPLE: dict[str, Any] = {
 class EventsPage(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [EVENTS_EXAMPLE]})
 
-    meta: EventsPageMeta
+    meta: PaginationMeta
     data: list[EventPublic]
 
 

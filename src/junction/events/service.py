@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import io
 import json
-import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +33,6 @@ from junction.events.models import Event, Slot
 from junction.events.schemas import (
     EventPublic,
     EventsPage,
-    EventsPageMeta,
-    EventsPagination,
     EventSyncRunPublic,
     SearchEvent,
     SearchEvents,
@@ -54,6 +51,7 @@ from junction.platform.integrations import (
 )
 from junction.platform.integrations import repository as runs
 from junction.platform.integrations.runs import MAX_NOTES
+from junction.platform.pagination import PaginationMeta
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -372,14 +370,8 @@ async def events_page(
     by_event: dict[int, list[Slot]] = {}
     for slot in slots:
         by_event.setdefault(slot.event_id, []).append(slot)
-    pagination = EventsPagination(
-        current_page=page,
-        per_page=per_page,
-        total_count=total,
-        total_pages=math.ceil(total / per_page),
-    )
     return EventsPage(
-        meta=EventsPageMeta(pagination=pagination),
+        meta=PaginationMeta.of(page, per_page, total),
         data=[
             EventPublic.model_validate({"event": event, "slots": by_event.get(event.id, [])})
             for event in events

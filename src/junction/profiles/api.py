@@ -10,7 +10,6 @@ committed; the file's signed link is added to each response, never cached.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.cache import Cache, get_or_build
 from junction.platform.db import DbSession, ReadSession, await_after_commit
+from junction.platform.pagination import PaginationMeta
 from junction.platform.ratelimit import rate_limit
 from junction.platform.realtime import LiveBroker
 from junction.platform.storage import Storage, StoredFile
@@ -150,15 +150,9 @@ async def list_users(
         users, total = await repository.list_live(
             session, email_key=email_key, offset=(page - 1) * per_page, limit=per_page
         )
-        pagination = {
-            "current_page": page,
-            "per_page": per_page,
-            "total_count": total,
-            "total_pages": math.ceil(total / per_page),
-        }
         return {
             "data": [service.user_document(user) for user in users],
-            "meta": {"pagination": pagination},
+            "meta": PaginationMeta.of(page, per_page, total).model_dump(),
         }
 
     listing = await views.cached(f"list:{page}:{per_page}:{email_key or ''}", build)

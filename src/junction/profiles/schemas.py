@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from junction.platform.pagination import PaginationMeta
 from junction.platform.wire import WireTime
 
 MAX_NAME_LENGTH = 100
@@ -128,17 +129,6 @@ class UserPublic(BaseModel):
     sync: SyncPublic
 
 
-class Pagination(BaseModel):
-    current_page: int
-    per_page: int
-    total_count: int
-    total_pages: int
-
-
-class PageMeta(BaseModel):
-    pagination: Pagination
-
-
 class UsersPage(BaseModel):
     data: list[UserPublic]
-    meta: PageMeta
+    meta: PaginationMeta

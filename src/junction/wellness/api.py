@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from junction.platform.auth import Principal, Scope, require_scope
 from junction.platform.db import DbSession, ReadSession
 from junction.platform.errors import NotFound, ValidationFailed
+from junction.platform.integrations import DeadLetterPublic
 from junction.platform.integrations import repository as runs
 from junction.platform.jobs import job_token
+from junction.platform.pagination import Paginated
 from junction.settings import Settings
 from junction.wellness import repository
 from junction.wellness.models import SyncKind, SyncStatus
@@ -20,8 +22,6 @@ from junction.wellness.repository import RecordFilter
 from junction.wellness.schemas import (
     AppointmentPublic,
     ClientPublic,
-    DeadLetterPublic,
-    Paginated,
     SyncRunPublic,
     SyncStatusPublic,
     TriggerAccepted,

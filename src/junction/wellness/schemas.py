@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from junction.platform.integrations import IntegrationRun
-
-T = TypeVar("T")
-
-
-class PageMeta(BaseModel):
-    page: int
-    per_page: int
-    total: int
-    total_pages: int
-
-
-class Paginated(BaseModel, Generic[T]):
-    data: list[T]
-    meta: PageMeta
-
-    @classmethod
-    def of(cls, items: list[T], page: int, per_page: int, total: int) -> Paginated[T]:
-        pages = (total + per_page - 1) // per_page
-        return cls(
-            data=items, meta=PageMeta(page=page, per_page=per_page, total=total, total_pages=pages)
-        )
 
 
 class SyncFields(BaseModel):
@@ -103,19 +82,6 @@ class SyncRunPublic(BaseModel):
             "duration_seconds": (finished - run.started_at).total_seconds() if finished else None,
             "counts": run,
         }
-
-
-class DeadLetterPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    run_id: int
-    kind: str
-    external_id: str | None
-    error: str
-    payload: Any
-    created_at: datetime
-    resolved_at: datetime | None
 
 
 class ScheduleInfo(BaseModel):

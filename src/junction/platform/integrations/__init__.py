@@ -46,12 +46,14 @@ from junction.platform.integrations.runs import (
     resolve_dead_letters,
     set_aside,
 )
+from junction.platform.integrations.schemas import DeadLetterPublic
 from junction.platform.integrations.throttle import UpstreamThrottle
 
 __all__ = [
     "SYNC_STATUS_STREAM",
     "DataVersionWatcher",
     "DeadLetter",
+    "DeadLetterPublic",
     "IntegrationRun",
     "Lease",
     "LeaseHeld",

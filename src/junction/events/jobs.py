@@ -33,13 +33,10 @@ async def sync_events(job: JobContext) -> dict[str, Any]:
     trigger = "api"
     if isinstance(job.payload, dict):
         trigger = str(job.payload.get("trigger", "schedule"))
-    publisher = SyncStatusPublisher(job.broker)
-    try:
+    async with SyncStatusPublisher(job.broker) as publisher:
         run = await service.run_sync(
             job.database, job.settings, trigger, observe=publisher, job_id=job.id
         )
-    finally:
-        await publisher.aclose()
     return {"run_id": run.id, "status": run.status, "skipped": run.skipped}
 
 

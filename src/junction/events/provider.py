@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from junction.platform.http import OutboundClient, RetryPolicy
+from junction.platform.integrations.demo import demo_emulator_url
 from junction.settings import Settings
 
 EMULATOR_NAME = "provider"
@@ -32,10 +33,7 @@ def feed_url(settings: Settings) -> str | None:
     """The configured URL, or in demo mode the provider emulator of this very server."""
     if settings.provider_url:
         return settings.provider_url
-    if settings.demo:
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-        return f"http://{host}:{settings.port}/emulators/{EMULATOR_NAME}{FEED_PATH}"
-    return None
+    return demo_emulator_url(settings, EMULATOR_NAME, FEED_PATH) if settings.demo else None
 
 
 class _CappedStream(httpx.AsyncByteStream):

@@ -45,6 +45,7 @@ from junction.platform.integrations import (
     RunFailed,
     RunReport,
     SetAside,
+    ignore_run,
     observe_after_commit,
     open_run,
     set_aside,
@@ -61,10 +62,6 @@ FEED_KIND = "feed"
 BATCH_SLOTS = 500
 
 Progress = Callable[["SyncReport"], None]
-
-
-def _ignore(report: RunReport) -> None:
-    return None
 
 
 @dataclass
@@ -315,7 +312,7 @@ async def run_sync(
     settings: Settings,
     trigger: str,
     on_progress: Progress | None = None,
-    observe: Callable[[RunReport], None] = _ignore,
+    observe: Callable[[RunReport], None] = ignore_run,
     job_id: int | None = None,
 ) -> EventSyncRunPublic:
     """Fetch, parse and store the feed once, recording the run; returns the finished run.

@@ -26,6 +26,7 @@ from pyairtable import Api
 from pyairtable.formulas import match
 
 from junction.platform.integrations import UpstreamThrottle
+from junction.platform.integrations.demo import demo_emulator_url
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -75,9 +76,7 @@ def airtable_connection(settings: Settings) -> AirtableConnection | None:
             settings.airtable_endpoint_url or DEFAULT_ENDPOINT,
         )
     if settings.demo:
-        endpoint = settings.airtable_endpoint_url or (
-            f"http://{settings.host}:{settings.port}/emulators/airtable"
-        )
+        endpoint = settings.airtable_endpoint_url or demo_emulator_url(settings, "airtable")
         return AirtableConnection(DEMO_API_KEY, DEMO_BASE_ID, "Users", endpoint)
     return None
 

@@ -32,21 +32,20 @@ async def sync_airtable(job: JobContext) -> dict[str, Any]:
     if not airtable_configured(job.settings):
         return {"skipped": "Airtable is not configured (AIRTABLE_API_KEY, AIRTABLE_BASE_ID)"}
     storage = open_storage(job.settings)
-    publisher = SyncStatusPublisher(job.broker)
     try:
-        sync = UserSync(
-            job.database,
-            job.settings,
-            storage,
-            cache=job.cache,
-            broker=job.broker,
-            redis=job.redis,
-            observe=publisher,
-        )
-        user_id = (job.payload or {}).get("user_id")
-        report = await sync.drain(user_id if isinstance(user_id, int) else None)
+        async with SyncStatusPublisher(job.broker) as publisher:
+            sync = UserSync(
+                job.database,
+                job.settings,
+                storage,
+                cache=job.cache,
+                broker=job.broker,
+                redis=job.redis,
+                observe=publisher,
+            )
+            user_id = (job.payload or {}).get("user_id")
+            report = await sync.drain(user_id if isinstance(user_id, int) else None)
     finally:
-        await publisher.aclose()
         await storage.close()
     return report.as_dict()
 

@@ -33,13 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from junction.platform.cache import Cache
 from junction.platform.db import Database, utcnow
 from junction.platform.integrations import (
+    Run,
     RunCounts,
     RunReport,
-    RunStatus,
     SetAside,
     UpstreamThrottle,
     add_counts,
-    finish_run,
+    ignore_run,
     observe_after_commit,
     open_run,
     resolve_dead_letters,
@@ -114,10 +114,10 @@ class UserSync:
         cache: Cache | None,
         broker: Broker | None,
         redis: Redis | None,
-        observe: Callable[[RunReport], None] | None = None,
+        observe: Callable[[RunReport], None] = ignore_run,
     ) -> None:
         self.observe = observe
-        self.run: RunReport | None = None
+        self.run: Run[RunReport] | None = None
         self.database = database
         self.settings = settings
         self.storage = storage
@@ -157,28 +157,20 @@ class UserSync:
     async def _record(self, session: AsyncSession, counts: RunCounts) -> None:
         """Count into the drain's run, opened with its first batch."""
         if self.run is None:
-            self.run = await open_run(session, INTEGRATION, KIND, "job")
-        await add_counts(session, self.run, counts)
-        self._observe_after_commit(session)
+            opened = await open_run(session, INTEGRATION, KIND, "job")
+            self.run = Run(self.database, opened, self.observe)
+        await add_counts(session, self.run.report, counts)
+        observe_after_commit(session, self.run.report, self.observe)
 
     async def _finish_run(self, report: DrainReport) -> None:
         if self.run is None:
             return
-        failed = bool(report.failures)
-        async with self.database.transaction() as session:
-            await finish_run(
-                session,
-                self.run,
-                RunStatus.failed if failed else RunStatus.succeeded,
-                error=report.failures[-1] if failed else None,
-                notes=report.failures,
-                rows_written=report.written + report.deleted,
-            )
-            self._observe_after_commit(session)
-
-    def _observe_after_commit(self, session: AsyncSession) -> None:
-        if self.observe is not None and self.run is not None:
-            observe_after_commit(session, self.run, self.observe)
+        written = report.written + report.deleted
+        if report.failures:
+            await self.run.fail(report.failures[-1], notes=report.failures, rows_written=written)
+            return
+        async with self.run.step() as session:
+            await self.run.succeed(session, rows_written=written)
 
     async def _claim(self, first: int | None) -> list[_Claimed]:
         async with self.database.transaction() as session:
@@ -324,7 +316,7 @@ class UserSync:
                     refused.append(SetAside(user.uuid, _sent(sent[user.id]), str(exc)[:2000]))
             await self._record(session, RunCounts(fetched=len(batch), set_aside=len(refused)))
             if refused and self.run is not None:
-                await set_aside(session, self.run, refused, now)
+                await set_aside(session, self.run.report, refused, now)
         log.warning("airtable sync failed", users=len(batch), error=str(exc))
         await self._invalidate()
 

@@ -9,13 +9,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from junction.platform.db import Database
+from junction.platform.integrations.display import run_progress, runs_table
 from junction.settings import Settings, get_settings
 from junction.wellness.models import SyncKind
-from junction.wellness.service import RunReport, SyncEngine, SyncRequest
+from junction.wellness.service import COUNT_NAMES, RunReport, SyncEngine, SyncRequest
 
 console = Console()
 FullOption = Annotated[
@@ -40,40 +39,7 @@ def sync_all(full: FullOption = False) -> None:
 
 def _run(kinds: list[SyncKind], full: bool) -> None:
     reports = asyncio.run(_sync(get_settings(), kinds, full))
-    table = Table(
-        "run",
-        "kind",
-        "mode",
-        "status",
-        "fetched",
-        "created",
-        "updated",
-        "unchanged",
-        "deleted",
-        "failed",
-        "error",
-    )
-    for report in reports:
-        counts = report.counts
-        table.add_row(
-            str(report.run_id),
-            report.kind,
-            report.mode,
-            report.status,
-            *(
-                str(n)
-                for n in (
-                    counts.fetched,
-                    counts.created,
-                    counts.updated,
-                    counts.unchanged,
-                    counts.deleted,
-                    counts.set_aside,
-                )
-            ),
-            report.error or "",
-        )
-    console.print(table)
+    console.print(runs_table(reports, COUNT_NAMES))
     if any(report.status != "succeeded" for report in reports):
         raise typer.Exit(1)
 
@@ -82,27 +48,9 @@ async def _sync(settings: Settings, kinds: list[SyncKind], full: bool) -> list[R
     database = Database(settings)
     reports = []
     try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TextColumn("{task.fields[counts]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with run_progress(console) as watch:
             for kind in kinds:
-                task = progress.add_task(f"{kind.value}: waiting", counts="")
-
-                def show(report: RunReport, task_id: TaskID = task) -> None:
-                    counts = report.counts
-                    progress.update(
-                        task_id,
-                        description=f"{report.kind} ({report.mode}): {report.status}",
-                        counts=f"{counts.fetched} fetched, {counts.created} new, "
-                        f"{counts.updated} changed, {counts.deleted} deleted, "
-                        f"{counts.set_aside} set aside",
-                    )
-
-                engine = SyncEngine(database, settings, observe=show)
+                engine = SyncEngine(database, settings, observe=watch(kind.value))
                 reports.append(await engine.run(SyncRequest(kind, "cli", full=full)))
     finally:
         await database.dispose()

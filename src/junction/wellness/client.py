@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from junction.platform.http import OutboundClient, OutboundError, RetryPolicy
+from junction.platform.integrations.demo import demo_emulator_url
 from junction.platform.integrations.records import (
     RecordRejected,
     bounded_text,
@@ -114,16 +115,12 @@ def api_base_url(settings: Settings) -> str:
     if settings.wellness_api_url:
         return settings.wellness_api_url
     if settings.demo:
-        return f"http://{_reachable_host(settings.host)}:{settings.port}/emulators/{EMULATOR_NAME}"
+        return demo_emulator_url(settings, EMULATOR_NAME)
     raise WellnessNotConfigured(
         INTEGRATION,
         "JUNCTION_WELLNESS_API_URL (or MOCK_API_URL) is not set; "
         "nothing was synced and no data was made up",
     )
-
-
-def _reachable_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
 
 
 def api_key(settings: Settings) -> str | None:

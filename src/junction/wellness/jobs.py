@@ -48,11 +48,8 @@ async def run_sync(job: JobContext) -> dict[str, Any]:
         full=bool(payload.get("full", False)),
         job_id=job.id,
     )
-    publisher = SyncStatusPublisher(job.broker)
-    try:
+    async with SyncStatusPublisher(job.broker) as publisher:
         report = await SyncEngine(job.database, job.settings, observe=publisher).run(request)
-    finally:
-        await publisher.aclose()
     if report.retryable:
         raise RunFailed(f"{request.kind.value} sync run {report.run_id} failed: {report.error}")
     summary: dict[str, Any] = to_jsonable_python(report.as_message())

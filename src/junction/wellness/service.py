@@ -38,6 +38,7 @@ from junction.platform.integrations import (
     RunStatus,
     SetAside,
     add_counts,
+    ignore_run,
     lease_name,
     open_run,
     resolve_dead_letters,
@@ -100,17 +101,13 @@ Observer = Callable[[RunReport], None]
 """Told of each committed step of a run; called after the commit, must not block."""
 
 
-def _no_observer(report: RunReport) -> None:
-    return None
-
-
 class SyncEngine:
     def __init__(
         self,
         database: Database,
         settings: Settings,
         *,
-        observe: Observer = _no_observer,
+        observe: Observer = ignore_run,
         api_factory: Callable[[Settings], WellnessApi] = WellnessApi,
     ) -> None:
         self.database = database

@@ -32,6 +32,7 @@ from junction.platform.integrations.runner import (
     Run,
     RunBusy,
     RunFailed,
+    ignore_run,
     lease_name,
     wait_for_lease,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "add_counts",
     "extend_lease",
     "finish_run",
+    "ignore_run",
     "lease_name",
     "observe_after_commit",
     "open_run",

@@ -48,6 +48,12 @@ class SyncStatusPublisher:
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
+    async def __aenter__(self) -> SyncStatusPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         results = await asyncio.gather(*self.pending, return_exceptions=True)
         for result in results:

@@ -64,8 +64,8 @@ def lease_name(integration: str, kind: str) -> str:
     return f"{integration}:{kind}"
 
 
-def _ignore(report: RunReport) -> None:
-    return None
+def ignore_run(report: RunReport) -> None:
+    """An observer that looks away."""
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Run(Generic[Report]):
 
     database: Database
     report: Report
-    observe: Callable[[Report], None] = _ignore
+    observe: Callable[[Report], None] = ignore_run
     lease: timedelta | None = None
 
     @property
@@ -120,14 +120,22 @@ class Run(Generic[Report]):
         )
 
     async def fail(
-        self, error: str, *, retryable: bool = False, notes: list[str] | None = None
+        self,
+        error: str,
+        *,
+        retryable: bool = False,
+        notes: list[str] | None = None,
+        **values: Any,
     ) -> None:
-        """Close the run as failed, in a transaction of its own, releasing its lease."""
+        """Close the run as failed (with ``values``), in a transaction of its own,
+        releasing its lease."""
         self.report.retryable = retryable
         async with self.database.transaction() as session:
             if self.lease is not None:
                 await release_lease(session, self.lease_name, self.holder)
-            await finish_run(session, self.report, RunStatus.failed, error=error, notes=notes or [])
+            await finish_run(
+                session, self.report, RunStatus.failed, error=error, notes=notes or [], **values
+            )
             observe_after_commit(session, self.report, self.observe)
         log.warning(
             "sync failed",

@@ -29,11 +29,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from junction.chat import search
 from junction.chat.models import Application, Chat, Message
 from junction.platform.db import UTCDateTime, utcnow
-
-
-def _insert(session: AsyncSession, model: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+from junction.platform.sql import insert_for
 
 
 async def application_by_token(session: AsyncSession, token: str) -> Application | None:
@@ -139,7 +135,7 @@ async def insert_chat(
     """The new chat's (id, created_at), or None when ``number`` is taken."""
     now = utcnow()
     statement = (
-        _insert(session, Chat)
+        insert_for(session, Chat)
         .values(application_id=application_id, number=number, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["application_id", "number"])
         .returning(Chat.id, Chat.created_at)
@@ -154,7 +150,7 @@ async def insert_message(
     """The new message's created_at, or None when ``number`` is taken."""
     now = utcnow()
     statement = (
-        _insert(session, Message)
+        insert_for(session, Message)
         .values(
             chat_id=chat_id,
             number=number,

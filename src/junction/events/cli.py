@@ -19,9 +19,10 @@ console = Console()
 
 
 def _describe(report: service.SyncReport) -> str:
+    slots = report.counts
     return (
-        f"stored {report.events_seen} events: {report.created} slots created, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {report.skipped} skipped"
+        f"stored {report.events_seen} events: {slots.created} slots created, "
+        f"{slots.updated} updated, {slots.unchanged} unchanged, {slots.set_aside} skipped"
     )
 
 

@@ -66,30 +66,20 @@ Progress = Callable[["SyncReport"], None]
 
 @dataclass
 class SyncReport:
-    """Counts of one feed. created / updated / unchanged count slots, the unit of history."""
+    """What one feed did. The counts' created / updated / unchanged count slots, the unit of
+    history; set_aside counts the records skipped."""
 
+    counts: RunCounts = field(default_factory=RunCounts)
     events_seen: int = 0
     events_created: int = 0
     events_updated: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
     rows_written: int = 0
     errors: list[str] = field(default_factory=list)
 
     def skip(self, record: SkippedRecord) -> None:
-        self.skipped += 1
+        self.counts.set_aside += 1
         if len(self.errors) < MAX_NOTES:
             self.errors.append(record.describe())
-
-    def counts(self) -> RunCounts:
-        return RunCounts(
-            created=self.created,
-            updated=self.updated,
-            unchanged=self.unchanged,
-            set_aside=self.skipped,
-        )
 
 
 def dead_letter(record: SkippedRecord) -> SetAside:
@@ -211,12 +201,12 @@ class FeedPersister:
                 digest = slot_hash(slot)
                 found = current.get((event_id, slot.external_id))
                 if found is not None and found.content_hash == digest:
-                    self.report.unchanged += 1
+                    self.report.counts.unchanged += 1
                     continue
                 if found is None:
-                    self.report.created += 1
+                    self.report.counts.created += 1
                 else:
-                    self.report.updated += 1
+                    self.report.counts.updated += 1
                     retired.append(found.id)
                 slot_uuid = found.uuid if found is not None else uuid.uuid4()
                 versions.append((self._slot_row(event_id, slot, slot_uuid, digest), slot))
@@ -302,7 +292,7 @@ async def persist_feed(
         await persister.persist(batch)
         if on_progress is not None:
             on_progress(report)
-    if report.events_seen == 0 and report.skipped == 0:
+    if report.events_seen == 0 and report.counts.set_aside == 0:
         raise FeedError("the feed lists no events")
     return report
 
@@ -335,7 +325,7 @@ async def run_sync(
             report = await persist_feed(session, io.BytesIO(feed), zone, on_progress, opened)
             await run.succeed(
                 session,
-                report.counts(),
+                report.counts,
                 notes=report.errors,
                 rows_written=report.rows_written,
                 bytes_read=len(feed),

@@ -18,11 +18,11 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import String, Text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from junction.platform.db import Base, Database, UTCDateTime, utcnow
+from junction.platform.sql import insert_for
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -68,9 +68,8 @@ async def run_first_start_steps(
 async def _claim(session: AsyncSession, name: str) -> FirstStartRecord | None:
     """The step's new record, or None when it ran before. On PostgreSQL a second process
     claiming at the same moment waits for the first one's commit, then finds the row."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     claimed = await session.scalar(
-        insert(FirstStartRecord)
+        insert_for(session, FirstStartRecord)
         .values(name=name, completed_at=utcnow(), outcome="")
         .on_conflict_do_nothing(index_elements=["name"])
         .returning(FirstStartRecord.name)

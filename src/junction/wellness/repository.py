@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.jobs.models import ACTIVE_STATES, Job, Schedule
+from junction.platform.sql import insert_for, locked_row
 from junction.wellness.models import Appointment, Client, SyncState, SyncStatus
 
 SyncedModel = type[Client] | type[Appointment]
@@ -29,10 +29,6 @@ class KnownRecord:
     content_hash: str | None
     sync_status: str
     deleted: bool
-
-
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -59,7 +55,7 @@ async def upsert(session: AsyncSession, model: SyncedModel, rows: list[dict[str,
     """Insert or overwrite ``rows`` (dicts of column values) by external_id."""
     if not rows:
         return
-    statement = _insert(session)(model)
+    statement = insert_for(session, model)
     kept = {"id", "external_id", "created_at"}
     columns = [name for name in rows[0] if name not in kept]
     statement = statement.on_conflict_do_update(
@@ -82,7 +78,9 @@ async def client_ids(session: AsyncSession, external_ids: Sequence[str]) -> dict
 async def insert_placeholder_clients(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Clients known only from an appointment: created ``pending``, never overwritten here."""
     if rows:
-        statement = _insert(session)(Client).on_conflict_do_nothing(index_elements=["external_id"])
+        statement = insert_for(session, Client).on_conflict_do_nothing(
+            index_elements=["external_id"]
+        )
         await session.execute(statement, rows)
 
 
@@ -124,19 +122,7 @@ async def live_external_ids(session: AsyncSession, model: SyncedModel) -> list[s
 
 async def locked_state(session: AsyncSession, kind: str) -> SyncState:
     """The kind's cursor row, created if missing, locked until the transaction ends."""
-    await session.execute(
-        _insert(session)(SyncState)
-        .values(kind=kind)
-        .on_conflict_do_nothing(index_elements=["kind"])
-    )
-    state = await session.scalar(
-        select(SyncState)
-        .where(SyncState.kind == kind)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert state is not None
-    return state
+    return await locked_row(session, SyncState, kind=kind)
 
 
 async def status_counts(session: AsyncSession, model: SyncedModel) -> tuple[dict[str, int], int]:

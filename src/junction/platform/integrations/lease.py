@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.db import utcnow
 from junction.platform.integrations.models import Lease
+from junction.platform.sql import locked_row
 
 
 class LeaseHeld(Exception):
@@ -28,7 +28,7 @@ async def acquire_lease(
 ) -> str | None:
     """Take ``name`` for ``holder``; returns the expired holder taken over from, if any.
     Raises ``LeaseHeld`` while another holder's lease runs."""
-    lease = await _locked(session, name)
+    lease = await locked_row(session, Lease, name=name)
     now = utcnow()
     previous = lease.holder
     if previous is not None and lease.expires_at is not None and lease.expires_at > now:
@@ -50,21 +50,6 @@ async def release_lease(session: AsyncSession, name: str, holder: str) -> bool:
 async def lease_holder(session: AsyncSession, name: str) -> tuple[str | None, datetime | None]:
     lease = await session.get(Lease, name)
     return (None, None) if lease is None else (lease.holder, lease.expires_at)
-
-
-async def _locked(session: AsyncSession, name: str) -> Lease:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    await session.execute(
-        dialect.insert(Lease).values(name=name).on_conflict_do_nothing(index_elements=["name"])
-    )
-    lease = await session.scalar(
-        select(Lease)
-        .where(Lease.name == name)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert lease is not None
-    return lease
 
 
 async def _update_if_held(session: AsyncSession, name: str, who: str, **values: object) -> bool:

@@ -61,13 +61,7 @@ from junction.wellness.client import (
     WellnessApi,
     WellnessNotConfigured,
 )
-from junction.wellness.models import (
-    Appointment,
-    Client,
-    RunMode,
-    SyncKind,
-    SyncStatus,
-)
+from junction.wellness.models import Appointment, Client, RunMode, SyncKind, SyncStatus
 from junction.wellness.schemas import KindStatus, ScheduleInfo, SyncRunPublic, SyncStatusPublic
 
 log = structlog.get_logger(__name__)
@@ -97,17 +91,15 @@ class RunReport(KitRunReport):
         return super().as_message(count_names or COUNT_NAMES)
 
 
-Observer = Callable[[RunReport], None]
-"""Told of each committed step of a run; called after the commit, must not block."""
-
-
 class SyncEngine:
+    """Runs of one kind; ``observe`` is told of each committed step (it must not block)."""
+
     def __init__(
         self,
         database: Database,
         settings: Settings,
         *,
-        observe: Observer = ignore_run,
+        observe: Callable[[RunReport], None] = ignore_run,
         api_factory: Callable[[Settings], WellnessApi] = WellnessApi,
     ) -> None:
         self.database = database

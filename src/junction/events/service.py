@@ -319,7 +319,12 @@ async def run_sync(
     log.info("events sync started", run_id=opened.run_id, trigger=trigger, source=source)
 
     async def fetch_and_store() -> None:
-        feed = await provider.fetch_feed(settings)
+        async with provider.ProviderFeed(settings) as adapter:
+            async for feed in adapter.pages(FEED_KIND):
+                await store(feed)
+        log.info("events sync finished", run_id=opened.run_id, **asdict(opened.counts))
+
+    async def store(feed: bytes) -> None:
         async with run.step() as session:
             zone = ZoneInfo(settings.provider_timezone)
             report = await persist_feed(session, io.BytesIO(feed), zone, on_progress, opened)
@@ -330,7 +335,6 @@ async def run_sync(
                 rows_written=report.rows_written,
                 bytes_read=len(feed),
             )
-        log.info("events sync finished", run_id=opened.run_id, **asdict(opened.counts))
 
     finished = await run.guard(
         fetch_and_store, expected=(FeedError, OutboundError, provider.ProviderError)

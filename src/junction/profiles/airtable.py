@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Self
 
 import requests
 import structlog
@@ -26,6 +26,7 @@ from pyairtable import Api
 from pyairtable.formulas import match
 
 from junction.platform.integrations import UpstreamThrottle
+from junction.platform.integrations.adapters import PushAdapter
 from junction.platform.integrations.demo import demo_emulator_url
 from junction.settings import Settings
 
@@ -106,7 +107,7 @@ class AirtableUser:
         }
 
 
-class AirtableUsers:
+class AirtableUsers(PushAdapter[AirtableUser]):
     """The users table of the configured base."""
 
     def __init__(
@@ -120,9 +121,16 @@ class AirtableUsers:
             retry_strategy=False,
             endpoint_url=connection.endpoint_url,
         )
+        self.session = api.session
         self.table = api.table(connection.base_id, connection.table)
         self.throttle = throttle
         self.penalty_seconds = settings.airtable_rate_limit_wait_seconds
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.session.close()
 
     async def upsert(self, users: Sequence[AirtableUser]) -> dict[str, str]:
         """Create or update one batch (at most 10); answers Junction ID -> record id."""

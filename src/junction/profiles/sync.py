@@ -141,14 +141,15 @@ class UserSync:
         deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
         first = own_user_id
         own_failed: str | None = None
-        while time.monotonic() < deadline:
-            batch = await self._claim(first)
-            if not batch:
-                break
-            error = await self._write(batch, report)
-            if error is not None and own_user_id in {claimed.id for claimed in batch}:
-                own_failed = error
-            first = None
+        async with self.airtable:
+            while time.monotonic() < deadline:
+                batch = await self._claim(first)
+                if not batch:
+                    break
+                error = await self._write(batch, report)
+                if error is not None and own_user_id in {claimed.id for claimed in batch}:
+                    own_failed = error
+                first = None
         await self._finish_run(report)
         if own_failed is not None:
             raise OwnUserFailed(own_failed)

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from junction.platform.http import OutboundClient, OutboundError, RetryPolicy
+from junction.platform.integrations.adapters import PullAdapter
 from junction.platform.integrations.demo import demo_emulator_url
 from junction.platform.integrations.records import (
     RecordRejected,
@@ -129,7 +130,7 @@ def api_key(settings: Settings) -> str | None:
     return DEMO_API_KEY if settings.demo and not settings.wellness_api_url else None
 
 
-class WellnessApi:
+class WellnessApi(PullAdapter[Page]):
     """Pages of one list of the wellness API."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
@@ -153,13 +154,13 @@ class WellnessApi:
     async def __aexit__(self, *exc: object) -> None:
         await self.outbound.aclose()
 
-    async def pages(self, kind: str, updated_since: datetime | None) -> AsyncIterator[Page]:
+    async def pages(self, kind: str, since: datetime | None) -> AsyncIterator[Page]:
         """Every page of ``/<kind>``, following ``next_cursor`` until there is none."""
         cursor: str | None = None
         while True:
             params: dict[str, str | int] = {"limit": self.page_size}
-            if updated_since is not None:
-                params["updated_since"] = updated_since.isoformat().replace("+00:00", "Z")
+            if since is not None:
+                params["updated_since"] = since.isoformat().replace("+00:00", "Z")
             if cursor is not None:
                 params["cursor"] = cursor
             response = await self.outbound.get(f"/{kind}", params=params)

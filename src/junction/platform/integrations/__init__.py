@@ -9,6 +9,9 @@ shares, so that each domain keeps only its adapter, its mapping and its rules.
   in steps of one transaction each, closed as succeeded or failed, observed after commits;
 - ``lease``: one run of a kind at a time, taken over once its holder's lease expires;
 - ``channel``: ``SyncStatusChannel``, where every run's progress goes after each commit;
+- ``adapters``: what a domain's adapter module implements (``PullAdapter``, ``PushAdapter``);
+- ``records``: reading outside records (ids, bounded text, times); ``RecordRejected``;
+- ``transport``: an upstream's body capped at a size while it is read;
 - ``throttle``: requests to an upstream spaced to its budget, shared by every process;
 - ``data_version``: an integration's data version, for cache keys that change with a sync;
 - ``metrics``: seed 004's health figures per integration in ``/metrics``.

@@ -3,6 +3,9 @@ the provider feed's and the wellness sync's history over."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from junction.platform.integrations import (
     extend_lease,
     finish_run,
     open_run,
+    read_ahead,
     release_lease,
     resolve_dead_letters,
     set_aside,
@@ -135,3 +139,41 @@ _OLD_ROWS = [
     "INSERT INTO wellness_sync_state (kind, holder_run_id, lease_expires_at) VALUES"
     f" ('clients', 1, {_NOW})",
 ]
+
+
+async def test_read_ahead_fetches_the_next_page_while_the_current_one_lands() -> None:
+    fetched: list[int] = []
+
+    async def pages() -> AsyncIterator[int]:
+        for number in range(3):
+            fetched.append(number)
+            yield number
+
+    landed = []
+    async for page in read_ahead(pages()):
+        await asyncio.sleep(0)  # landing the page: the next fetch runs meanwhile
+        assert fetched[-1] == min(page + 1, 2), fetched
+        landed.append(page)
+    assert landed == [0, 1, 2]
+
+
+async def test_read_ahead_raises_a_failed_fetch_and_drops_an_unwanted_one() -> None:
+    async def failing() -> AsyncIterator[int]:
+        yield 1
+        raise RuntimeError("page 2 could not be read")
+
+    with pytest.raises(RuntimeError, match="page 2"):
+        async for _ in read_ahead(failing()):
+            pass
+
+    async def endless() -> AsyncIterator[int]:
+        number = 0
+        while True:
+            number += 1
+            yield number
+
+    async with aclosing(read_ahead(endless())) as pages:
+        async for page in pages:
+            if page == 2:
+                break  # the page read ahead (3) is dropped, its task cancelled: no leak
+    assert not [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]

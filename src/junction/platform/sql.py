@@ -6,13 +6,16 @@ own ``insert``; ``insert_for`` picks the one the session's database speaks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, any_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 Row = TypeVar("Row")
+T = TypeVar("T")
 
 
 def insert_for(session: AsyncSession, model: Any) -> Any:
@@ -32,3 +35,15 @@ async def locked_row(session: AsyncSession, model: type[Row], **key: Any) -> Row
     )
     assert row is not None
     return row
+
+
+def one_of(
+    session: AsyncSession, column: InstrumentedAttribute[T], values: Sequence[T]
+) -> ColumnElement[bool]:
+    """``column IN values``: on PostgreSQL as ``= ANY(:array)``, one parameter whatever the
+    count, so the statement is prepared once; an ``IN`` of a thousand parameters was
+    prepared anew for every count and took 50 ms a query."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+    return column == any_(array)

@@ -23,6 +23,7 @@ the length of a run. What makes that safe:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ from junction.platform.integrations import (
     ignore_run,
     lease_name,
     open_run,
+    read_ahead,
     resolve_dead_letters,
     set_aside,
     wait_for_lease,
@@ -151,15 +153,16 @@ class SyncEngine:
         seen: set[str] = set()
         next_cursor: datetime | None = None
         first = True
-        async for page in api.pages(report.kind, cursor):
-            if first:
-                next_cursor = page.server_time
-                if cursor is not None and not page.filtered_since:
-                    report.mode = RunMode.full.value  # the API ignored updated_since
-                first = False
-            async with run.step() as session:
-                counts = await self._write_page(session, report, page.records, seen)
-                await add_counts(session, report, counts)
+        async with aclosing(read_ahead(api.pages(report.kind, cursor))) as pages:
+            async for page in pages:
+                if first:
+                    next_cursor = page.server_time
+                    if cursor is not None and not page.filtered_since:
+                        report.mode = RunMode.full.value  # the API ignored updated_since
+                    first = False
+                async with run.step() as session:
+                    counts = await self._write_page(session, report, page.records, seen)
+                    await add_counts(session, report, counts)
         await self._finish(run, seen, next_cursor)
 
     async def _write_page(

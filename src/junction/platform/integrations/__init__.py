@@ -37,6 +37,7 @@ from junction.platform.integrations.runner import (
     RunFailed,
     ignore_run,
     lease_name,
+    read_ahead,
     wait_for_lease,
 )
 from junction.platform.integrations.runs import (
@@ -80,6 +81,7 @@ __all__ = [
     "lease_name",
     "observe_after_commit",
     "open_run",
+    "read_ahead",
     "release_lease",
     "resolve_dead_letters",
     "set_aside",

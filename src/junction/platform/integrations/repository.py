@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.integrations.models import DeadLetter, IntegrationRun, RunStatus
+from junction.platform.sql import one_of
 
 COUNT_COLUMNS = ("fetched", "created", "updated", "unchanged", "deleted", "set_aside")
 
@@ -127,7 +128,7 @@ async def resolve_dead_letters(
             .where(
                 DeadLetter.integration == integration,
                 DeadLetter.kind == kind,
-                DeadLetter.external_id.in_(external_ids[start : start + 500]),
+                one_of(session, DeadLetter.external_id, external_ids[start : start + 500]),
                 DeadLetter.resolved_at.is_(None),
             )
             .values(resolved_at=now, resolution=resolution)

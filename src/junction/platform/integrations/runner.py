@@ -12,7 +12,8 @@ cancellation goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -169,6 +170,27 @@ class Run(Generic[Report]):
             message = f"{type(exc).__name__}: {exc}"
             await self.fail(message, retryable=True, notes=[message])
         return self.report
+
+
+async def read_ahead(pages: AsyncIterator[T]) -> AsyncGenerator[T]:
+    """``pages``, with the next one fetched while the caller lands the current one: a sync
+    then takes about as long as the slower of the two, not their sum. At most two pages are
+    held at a time."""
+    upcoming = asyncio.ensure_future(anext(pages))
+    try:
+        while True:
+            try:
+                page = await upcoming
+            except StopAsyncIteration:
+                return
+            upcoming = asyncio.ensure_future(anext(pages))
+            yield page
+    finally:
+        # Left early (the caller failed or stopped): the page read ahead is not wanted, and
+        # how its read ended must not hide why the caller stopped.
+        upcoming.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await upcoming
 
 
 async def wait_for_lease(

@@ -17,6 +17,8 @@ from junction.chat import api as chat_api
 from junction.chat import models as chat_models
 from junction.chat import seed_data as chat_seed_data
 from junction.chat.channels import ChatChannel
+from junction.console import models as console_models
+from junction.console.api import install_console
 from junction.emulators.served import emulator_mounts
 from junction.events import api as events_api
 from junction.events import models as events_models
@@ -34,7 +36,7 @@ from junction.platform.integrations import DeadLetter, IntegrationRun, Lease, Sy
 from junction.platform.integrations.metrics import INTEGRATION_HEALTH
 from junction.platform.jobs import api as jobs_api
 from junction.platform.jobs.metrics import JOB_STATS
-from junction.platform.jobs.models import Job, Schedule
+from junction.platform.jobs.models import Job, JobMinute, JobQueue, Schedule
 from junction.platform.jobs.registry import load_job_modules
 from junction.platform.jobs.runtime import JobRuntime
 from junction.platform.logging import configure_logging
@@ -62,6 +64,9 @@ MODELS = (
     auth.ApiKey,
     Job,
     Schedule,
+    JobQueue,
+    JobMinute,
+    console_models.AuditEntry,
     FirstStartRecord,
     profiles_models.User,
     chat_models.Application,
@@ -83,6 +88,7 @@ JOB_MODULES = (
     "junction.chat.jobs",
     "junction.events.jobs",
     "junction.wellness.jobs",
+    "junction.console.jobs",
 )
 # Run once per database after the migrations (`junction migrate`, `junction serve`).
 FIRST_START_STEPS = (
@@ -153,6 +159,7 @@ def create_app(settings: Settings | None = None) -> Application:
     app.direct_routes.extend(chat_api.DIRECT_ROUTES)
     app.include_router(events_api.router)
     app.include_router(wellness_api.router)
+    install_console(app)
     if settings.demo:
         for path, emulator in emulator_mounts().items():
             app.mount(path, emulator)

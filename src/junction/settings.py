@@ -354,8 +354,22 @@ class Settings(BaseSettings):
     """How often finished jobs past their retention are deleted."""
     job_metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     """How often queue depths for /metrics are read."""
+    job_minutes_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days the per-minute counts of finished jobs (the console's charts) are kept.",
+    )
+    console_session_hours: float = Field(
+        default=8.0, gt=0, le=24 * 30, description="How long a console login lasts."
+    )
+    console_masked_keys: list[str] = Field(
+        default=["password", "secret", "token", "api_key", "authorization", "email"],
+        description="Payload keys whose values the console shows masked (any depth, any case).",
+    )
 
-    @field_validator("job_modules", "job_queues", "upload_allowed_types", mode="before")
+    @field_validator(
+        "job_modules", "job_queues", "upload_allowed_types", "console_masked_keys", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

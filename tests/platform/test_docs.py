@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import httpx
 import pytest
 
+from tests.support.browser import LAUNCH_ARGS, require_browser
 from tests.support.live import LiveServer
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-REQUIRE_BROWSER = os.environ.get("JUNCTION_TEST_REQUIRE_BROWSER") == "1"
 
 
 async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:
@@ -31,10 +26,7 @@ async def test_docs_page_uses_local_assets_only(client: httpx.AsyncClient) -> No
 
 @pytest.mark.browser
 def test_docs_render_in_a_real_browser_offline(live_server: LiveServer) -> None:
-    if CHROMIUM is None:
-        if REQUIRE_BROWSER:
-            pytest.fail("chromium is required (JUNCTION_TEST_REQUIRE_BROWSER=1) but not found")
-        pytest.skip("chromium is not installed")
+    chromium = require_browser()
     from playwright.sync_api import Route, sync_playwright
 
     blocked: list[str] = []
@@ -47,10 +39,7 @@ def test_docs_render_in_a_real_browser_offline(live_server: LiveServer) -> None:
             route.abort()
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
         try:
             page = browser.new_page()
             page.route("**/*", only_loopback)

@@ -14,7 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from junction.events import service
-from junction.platform.integrations import SyncStatusPublisher
+from junction.platform.integrations import (
+    IntegrationEntry,
+    SyncStatusPublisher,
+    SyncTrigger,
+    catalog,
+)
 from junction.platform.jobs import Backoff, JobContext, registry
 from junction.settings import get_settings
 
@@ -54,4 +59,17 @@ registry.schedule(
     once_after=_settings.events_sync_first_run_seconds,
     payload={"trigger": "startup"},
     unique_key=service.SYNC_JOB,
+)
+# No replay: a record set aside is a piece of one feed document (a base event, a slot, a
+# zone); the provider sends it again, fixed or not, in every pull. Dismiss it once seen.
+catalog.register(
+    IntegrationEntry(
+        service.INTEGRATION,
+        "Provider feed",
+        (
+            SyncTrigger(
+                "pull now", service.SYNC_JOB, {"trigger": "console"}, unique_key=service.SYNC_JOB
+            ),
+        ),
+    )
 )

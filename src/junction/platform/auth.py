@@ -96,6 +96,12 @@ async def find_api_key(session: AsyncSession, plain: str) -> ApiKey | None:
     return api_key
 
 
+async def key_by_id(session: AsyncSession, key_id: str) -> ApiKey | None:
+    """The key with this id, unless it was revoked (a session that outlives its key ends)."""
+    api_key = await session.get(ApiKey, key_id)
+    return None if api_key is None or api_key.revoked_at is not None else api_key
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from junction.platform.integrations import SyncStatusPublisher
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from junction.platform.integrations import (
+    DeadLetter,
+    IntegrationEntry,
+    SyncStatusPublisher,
+    SyncTrigger,
+    catalog,
+)
+from junction.platform.integrations.records import RecordRejected
 from junction.platform.jobs import Backoff, JobContext, enqueue, registry
 from junction.platform.storage import open_storage
 from junction.profiles import repository
 from junction.profiles.airtable import airtable_connection
+from junction.profiles.models import SyncStatus
 from junction.profiles.service import DELETE_FILE_JOB, SYNC_JOB
-from junction.profiles.sync import MAX_ATTEMPTS, UserSync
+from junction.profiles.sync import INTEGRATION, MAX_ATTEMPTS, UserSync
 from junction.settings import Settings
 
 SWEEP_JOB = "profiles.sweep_airtable"
@@ -72,4 +82,25 @@ async def delete_file(job: JobContext) -> dict[str, Any]:
     return {"deleted": job.payload["key"]}
 
 
+async def replay_rejected_user(session: AsyncSession, job: JobContext, letter: DeadLetter) -> None:
+    """A user Airtable refused: back to pending with fresh attempts, and a sync for it."""
+    user = await repository.user_by_uuid(session, str(letter.external_id))
+    if user is None:
+        raise RecordRejected(letter.external_id, "the user no longer exists")
+    if user.synced_version < user.sync_version:
+        user.sync_status = SyncStatus.pending.value
+        user.sync_attempts = 0
+        user.sync_error = None
+        user.sync_next_attempt_at = None
+        await enqueue(session, SYNC_JOB, {"user_id": user.id})
+
+
 registry.schedule(SWEEP_JOB, SWEEP_JOB, cron="* * * * *")
+catalog.register(
+    IntegrationEntry(
+        INTEGRATION,
+        "Airtable",
+        (SyncTrigger("push waiting users", SWEEP_JOB, {}, unique_key=SWEEP_JOB),),
+        replay=replay_rejected_user,
+    )
+)

@@ -113,3 +113,8 @@ async def load(session: AsyncSession, ids: Sequence[int]) -> Sequence[User]:
         select(User).where(User.id.in_(ids)).execution_options(populate_existing=True)
     )
     return rows.all()
+
+
+async def user_by_uuid(session: AsyncSession, uuid: str) -> User | None:
+    """The user with ``uuid``, deleted or not (a deletion is pushed to Airtable too)."""
+    return await session.scalar(select(User).where(User.uuid == uuid).with_for_update())

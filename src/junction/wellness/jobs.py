@@ -16,17 +16,27 @@ from typing import Any
 
 import structlog
 from pydantic_core import to_jsonable_python
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from junction.platform.integrations import RunFailed, SyncStatusPublisher
+from junction.platform.integrations import (
+    DeadLetter,
+    IntegrationEntry,
+    RunFailed,
+    SyncStatusPublisher,
+    SyncTrigger,
+    catalog,
+)
 from junction.platform.jobs import Backoff, JobContext, registry
 from junction.settings import Settings, get_settings
 from junction.wellness.models import SyncKind
 from junction.wellness.service import (
+    INTEGRATION,
     SCHEDULE_NAMES,
     SCHEDULED_SYNC_JOB,
     SYNC_JOB,
     SyncEngine,
     SyncRequest,
+    sync_unique_key,
     trigger_sync,
 )
 
@@ -82,3 +92,27 @@ def _register_schedules(settings: Settings) -> None:
 
 
 _register_schedules(get_settings())
+
+
+async def replay_set_aside(session: AsyncSession, job: JobContext, letter: DeadLetter) -> None:
+    engine = SyncEngine(job.database, job.settings)
+    await engine.replay(session, SyncKind(letter.kind), letter.payload)
+
+
+def _console_trigger(kind: SyncKind, full: bool) -> SyncTrigger:
+    return SyncTrigger(
+        f"{kind.value}{' (full)' if full else ''}",
+        SYNC_JOB,
+        {"kind": kind.value, "trigger": "console", "full": full},
+        unique_key=sync_unique_key(kind, full),
+    )
+
+
+catalog.register(
+    IntegrationEntry(
+        INTEGRATION,
+        "Wellness",
+        tuple(_console_trigger(kind, full) for kind in SyncKind for full in (False, True)),
+        replay=replay_set_aside,
+    )
+)

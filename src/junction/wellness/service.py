@@ -200,6 +200,18 @@ class SyncEngine:
         await resolve_dead_letters(session, INTEGRATION, report.kind, written, now)
         return counts
 
+    async def replay(self, session: AsyncSession, kind: SyncKind, raw: Any) -> None:
+        """One set-aside record through the mapping again (after a fix, say): stored as a
+        sync would store it, or refused again with ``RecordRejected``."""
+        model = Client if kind is SyncKind.clients else Appointment
+        parse = self.parser.client if kind is SyncKind.clients else self.parser.appointment
+        record = parse(raw)
+        now = utcnow()
+        if isinstance(record, Tombstone):
+            await repository.mark_deleted(session, model, [record.external_id], now)
+        else:
+            await self._upsert(session, model, [record], RunCounts(), now)
+
     async def _upsert(
         self,
         session: AsyncSession,

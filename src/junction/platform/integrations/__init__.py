@@ -14,9 +14,16 @@ shares, so that each domain keeps only its adapter, its mapping and its rules.
 - ``transport``: an upstream's body capped at a size while it is read;
 - ``throttle``: requests to an upstream spaced to its budget, shared by every process;
 - ``data_version``: an integration's data version, for cache keys that change with a sync;
-- ``metrics``: seed 004's health figures per integration in ``/metrics``.
+- ``metrics``: seed 004's health figures per integration in ``/metrics``;
+- ``catalog``: what each integration offers its operators (start a sync, replay a record).
 """
 
+from junction.platform.integrations.catalog import (
+    REPLAY_JOB,
+    IntegrationEntry,
+    SyncTrigger,
+    catalog,
+)
 from junction.platform.integrations.channel import (
     SYNC_STATUS_STREAM,
     SyncStatusChannel,
@@ -55,10 +62,12 @@ from junction.platform.integrations.schemas import DeadLetterPublic
 from junction.platform.integrations.throttle import UpstreamThrottle
 
 __all__ = [
+    "REPLAY_JOB",
     "SYNC_STATUS_STREAM",
     "DataVersionWatcher",
     "DeadLetter",
     "DeadLetterPublic",
+    "IntegrationEntry",
     "IntegrationRun",
     "Lease",
     "LeaseHeld",
@@ -72,9 +81,11 @@ __all__ = [
     "SetAside",
     "SyncStatusChannel",
     "SyncStatusPublisher",
+    "SyncTrigger",
     "UpstreamThrottle",
     "acquire_lease",
     "add_counts",
+    "catalog",
     "extend_lease",
     "finish_run",
     "ignore_run",

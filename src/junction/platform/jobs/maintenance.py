@@ -1,4 +1,5 @@
-"""The job system's own jobs: pruning finished jobs after their retention period.
+"""The job system's own jobs: pruning finished jobs after their retention period, and
+rolling finished jobs up into counts per minute (``job_minutes``) before they are pruned.
 
 A job's definition may keep its finished jobs for less (or more) than the default
 ``JUNCTION_JOB_RETENTION_DAYS``: the chat's counts jobs, one per active chat every few
@@ -13,10 +14,17 @@ from datetime import datetime, timedelta
 
 from junction.platform.db import utcnow
 from junction.platform.jobs import queue as job_queue
+from junction.platform.jobs import repository
 from junction.platform.jobs.registry import JobContext, JobRegistry, registry
 from junction.settings import Settings
 
 PRUNE_JOB = "jobs.prune"
+ROLL_UP_JOB = "jobs.roll_up_minutes"
+ROLL_UP_SECONDS = 60.0
+# Minutes counted again at each roll-up: a job whose transaction committed a little after
+# the minute it finished in was not there to count the first time.
+RECOUNTED = timedelta(minutes=2)
+FIRST_ROLL_UP = timedelta(days=1)
 
 
 @registry.job(PRUNE_JOB, max_attempts=3)
@@ -44,5 +52,21 @@ async def _prune(
             return deleted
 
 
+@registry.job(ROLL_UP_JOB, max_attempts=3)
+async def roll_up_minutes(job: JobContext) -> dict[str, int]:
+    """Count the jobs finished in each whole minute since the last roll-up; drop counts past
+    their retention."""
+    now = utcnow()
+    until = now.replace(second=0, microsecond=0)
+    async with job.database.transaction() as session:
+        last = await repository.last_rolled_minute(session)
+        since = until - FIRST_ROLL_UP if last is None else last - RECOUNTED
+        rows = await repository.roll_up_minutes(session, since, until)
+        retention = timedelta(days=job.settings.job_minutes_retention_days)
+        await repository.prune_minutes(session, now - retention)
+    return {"rows": rows}
+
+
 def schedule_maintenance(jobs_registry: JobRegistry, settings: Settings) -> None:
     jobs_registry.schedule(PRUNE_JOB, PRUNE_JOB, every=settings.job_prune_interval_seconds)
+    jobs_registry.schedule(ROLL_UP_JOB, ROLL_UP_JOB, every=ROLL_UP_SECONDS)

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from junction.platform.db import Base, RowId, UTCDateTime, utcnow
@@ -93,4 +93,29 @@ class Schedule(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     last_job_id: Mapped[int | None] = mapped_column(RowId, default=None)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """A disabled schedule keeps its row and timetable; no scheduler fires it."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobQueue(Base):
+    """A queue an operator has paused (or paused and resumed): the claim of every worker, in
+    every process, skips the queues paused here. A queue with no row runs."""
+
+    __tablename__ = "job_queues"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobMinute(Base):
+    """Jobs finished per queue and minute, rolled up from ``jobs`` by a scheduled job: the
+    history of throughput outlives the pruning of the jobs themselves."""
+
+    __tablename__ = "job_minutes"
+
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    dead: Mapped[int] = mapped_column(Integer, default=0)

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from junction.platform.db import pending_after_commit, utcnow
 from junction.platform.errors import Conflict, NotFound
-from junction.platform.jobs.models import Job, JobState
+from junction.platform.jobs.models import Job, JobQueue, JobState
 from junction.platform.jobs.registry import JobDefinition, JobRegistry, registry
 
 NOTIFY_CHANNEL = "junction_jobs"
@@ -58,6 +58,7 @@ DUE_WAKEUP_HORIZON = 60.0
 DUE_WAKEUP_MARGIN = 0.005
 
 jobs = cast(Table, Job.__table__)
+job_queues = cast(Table, JobQueue.__table__)
 
 # Workers of this process wait on these; enqueue sets them after its transaction commits.
 _local_wakeups: set[asyncio.Event] = set()
@@ -329,9 +330,15 @@ async def claim(
     write transaction (BEGIN IMMEDIATE) already excludes every other writer.
     """
     now = utcnow()
+    paused = select(job_queues.c.name).where(job_queues.c.name == queue, job_queues.c.paused)
     ready = (
         select(jobs.c.id)
-        .where(jobs.c.state == JobState.queued.value, jobs.c.queue == queue, jobs.c.run_at <= now)
+        .where(
+            jobs.c.state == JobState.queued.value,
+            jobs.c.queue == queue,
+            jobs.c.run_at <= now,
+            ~paused.exists(),
+        )
         .order_by(jobs.c.priority, jobs.c.run_at, jobs.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -515,6 +522,7 @@ async def retry(session: AsyncSession, job_id: int) -> Job:
     job = await _get(session, job_id)
     if job.state not in (JobState.dead, JobState.discarded):
         raise Conflict(f"job {job_id} is {job.state}; only dead or discarded jobs are retried")
+    unique_key = job.unique_key
     try:
         async with session.begin_nested():
             job.state = JobState.queued.value
@@ -523,11 +531,39 @@ async def retry(session: AsyncSession, job_id: int) -> Job:
             job.finished_at = None
             await session.flush()
     except IntegrityError:
+        holder = await _active_job_with_key(session, str(unique_key))
         raise Conflict(
-            f"another job with unique key {job.unique_key!r} is queued or running"
+            f"job {holder} holds unique key {unique_key!r} (it is queued or running); "
+            f"job {job_id} can be retried once it finishes"
         ) from None
     await _announce(session, job.queue)
     return job
+
+
+async def run_now(session: AsyncSession, job_id: int) -> Job:
+    """Make a queued job due now (one waiting for its time or for a retry's backoff)."""
+    job = await _get(session, job_id)
+    if job.state != JobState.queued:
+        raise Conflict(f"job {job_id} is {job.state}; only queued jobs are run now")
+    job.run_at = utcnow()
+    await session.flush()
+    await _announce(session, job.queue)
+    return job
+
+
+async def set_paused(session: AsyncSession, queue: str, paused: bool) -> None:
+    """Pause or resume ``queue`` for every worker; resuming wakes them."""
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = upsert(job_queues).values(name=queue, paused=paused, updated_at=utcnow())
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"paused": statement.excluded.paused, "updated_at": statement.excluded.updated_at},
+        )
+    )
+    if not paused:
+        await _announce(session, queue)
 
 
 async def discard(session: AsyncSession, job_id: int) -> Job:

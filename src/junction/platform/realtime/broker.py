@@ -31,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pydantic_core
@@ -81,6 +83,22 @@ class Broadcast:
     payload: str
 
 
+@dataclass(frozen=True, slots=True)
+class SampledBroadcast:
+    """A broadcast as the console lists it: when, where, how big, to how many here."""
+
+    at: datetime
+    stream: str
+    bytes: int
+    subscribers: int
+
+
+SAMPLE_SECONDS = 0.1
+"""At most one broadcast in this long is kept for the console: a busy stream costs nothing
+more than a quiet one."""
+RECENT_KEPT = 50
+
+
 Deliver = Callable[[Broadcast], None]
 """Called in the event loop for each broadcast; must not block (it enqueues)."""
 
@@ -94,6 +112,8 @@ class Broker(ABC):
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Deliver]] = {}
+        self.recent: deque[SampledBroadcast] = deque(maxlen=RECENT_KEPT)
+        self._sampled_at = 0.0
 
     @abstractmethod
     async def publish(self, stream: str, message: Any) -> int:
@@ -121,7 +141,16 @@ class Broker(ABC):
         self._subscribers.clear()
 
     def _fan_out(self, broadcast: Broadcast) -> None:
-        for deliver in tuple(self._subscribers.get(broadcast.stream, ())):
+        subscribers = tuple(self._subscribers.get(broadcast.stream, ()))
+        now = time.monotonic()
+        if now - self._sampled_at >= SAMPLE_SECONDS:
+            self._sampled_at = now
+            self.recent.append(
+                SampledBroadcast(
+                    datetime.now(UTC), broadcast.stream, len(broadcast.payload), len(subscribers)
+                )
+            )
+        for deliver in subscribers:
             try:
                 deliver(broadcast)
             except Exception:

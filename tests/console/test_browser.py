@@ -327,3 +327,27 @@ async def test_a_cross_site_post_is_refused(console_server: LiveServer, database
     assert answers
     assert all(status in (401, 403) for status in answers), answers
     assert await _state_is(database, dead, JobState.dead)
+
+
+async def test_keyboard_shortcuts_and_a_phone_sized_screen(
+    console_server: LiveServer, database: Database
+) -> None:
+    key = await api_key(database, Scope.admin)
+    await dead_jobs(database, 3)
+    async with chromium() as browser, operator(browser, console_server, key) as tab:
+        await tab.page.set_viewport_size({"width": 390, "height": 844})
+        await tab.page.keyboard.press("?")
+        assert await tab.page.locator("#shortcuts").is_visible()
+        await tab.page.keyboard.press("Escape")
+        assert not await tab.page.locator("#shortcuts").is_visible()
+        await tab.page.keyboard.press("g")
+        await tab.page.keyboard.press("j")
+        await tab.page.wait_for_url("**/console/jobs")
+        await tab.page.keyboard.press("t")
+        assert await tab.page.evaluate("document.documentElement.dataset.theme") == "dark"
+        for path in [*PAGES, "/jobs/1"]:
+            await tab.go(path)
+            overflow = await tab.page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} is wider than a phone's screen by {overflow} px"

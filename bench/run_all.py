@@ -55,6 +55,7 @@ BENCHMARKS: list[tuple[str, list[str], dict[str, str]]] = [
         },
     ),
     ("airtable_sync", [], {}),
+    ("console_pages", [], {}),
 ]
 
 

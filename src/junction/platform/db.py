@@ -31,7 +31,8 @@ import structlog
 from fastapi import Depends, Request
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,6 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from junction.platform.errors import ServiceUnavailable
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -172,22 +174,31 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write session that commits once when the block ends, or rolls back; then
-        what ``await_after_commit`` or ``await_after_rollback`` registered."""
-        async with self.write_sessions() as session:
-            info = session.sync_session.info
-            try:
-                async with session.begin():
-                    yield session
-            except BaseException:
-                await _await_each(info.pop(_AFTER_ROLLBACK_ASYNC, ()), "after-rollback")
-                raise
-            info.pop(_AFTER_ROLLBACK_ASYNC, None)
-            await _await_each(info.pop(_AFTER_COMMIT_ASYNC, ()), "after-commit")
+        what ``await_after_commit`` or ``await_after_rollback`` registered. A lost or
+        refused connection to the database becomes ``ServiceUnavailable`` (503)."""
+        try:
+            async with self.write_sessions() as session:
+                info = session.sync_session.info
+                try:
+                    async with session.begin():
+                        yield session
+                except BaseException:
+                    await _await_each(info.pop(_AFTER_ROLLBACK_ASYNC, ()), "after-rollback")
+                    raise
+                info.pop(_AFTER_ROLLBACK_ASYNC, None)
+                await _await_each(info.pop(_AFTER_COMMIT_ASYNC, ()), "after-commit")
+        except Exception as exc:
+            _raise_if_unavailable(exc)
+            raise
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        async with self.read_sessions() as session:
-            yield session
+        try:
+            async with self.read_sessions() as session:
+                yield session
+        except Exception as exc:
+            _raise_if_unavailable(exc)
+            raise
 
     async def ping(self) -> None:
         async with self.read_engine.connect() as connection:
@@ -309,6 +320,42 @@ def _sqlite_engine(settings: Settings, *, immediate: bool) -> AsyncEngine:
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+# SQLSTATE classes of a connection that is gone or refused: 08 (connection exception) and
+# 57P01-57P03 (the server shutting down, crashing or starting up).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached now, as
+    opposed to refusing the statement."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, OSError | SQLAlchemyTimeoutError):
+            return True
+        state = str(getattr(current, "sqlstate", "") or "")
+        if state.startswith(_UNAVAILABLE_STATES):
+            return True
+        if type(current).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and (
+            "connection" in str(current).lower() and "closed" in str(current).lower()
+        ):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def _raise_if_unavailable(exc: Exception) -> None:
+    if not isinstance(exc, ServiceUnavailable) and database_unavailable(exc):
+        raise ServiceUnavailable(
+            "The database is unavailable; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
 
 
 async def _await_each(callbacks: Iterable[Callable[[], Awaitable[Any]]], when: str) -> None:

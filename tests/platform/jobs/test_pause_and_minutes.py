@@ -66,11 +66,11 @@ async def test_finished_jobs_roll_up_per_minute_and_outlive_their_pruning(
     async with database.transaction() as session:
         ids = [(await enqueue(session, "tests.noop", None)).id for _ in range(5)]
         states = [JobState.succeeded, JobState.succeeded, JobState.dead, JobState.succeeded]
-        for job_id, state, second in zip(ids, states, (1, 30, 59, 61), strict=False):
+        for job_id, state, offset in zip(ids, states, (1, 30, 59, 61), strict=False):
             await session.execute(
                 update(Job)
                 .where(Job.id == job_id)
-                .values(state=state.value, finished_at=minute + timedelta(seconds=second))
+                .values(state=state.value, finished_at=minute + timedelta(seconds=offset))
             )
         session.add(
             JobMinute(minute=minute - timedelta(days=31), queue="default", succeeded=9, dead=0)

@@ -23,7 +23,7 @@ import anyio
 import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from junction.platform.storage.files import (
@@ -48,6 +48,7 @@ _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class S3Storage(ReceivingStorage):
+    failures = (ClientError, BotoCoreError, OSError)
     backend = "s3"
 
     def __init__(self, settings: Settings) -> None:

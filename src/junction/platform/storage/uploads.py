@@ -17,13 +17,21 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import ClassVar
 
 import filetype  # type: ignore[import-untyped]
+import structlog
 from prometheus_client import Counter
 
-from junction.platform.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from junction.platform.errors import (
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from junction.platform.storage.files import StoredFile, display_filename, new_key
 from junction.settings import Settings
 
 SNIFF_BYTES = 8192
+
+log = structlog.get_logger(__name__)
 
 _ALIASES = {
     "image/jpg": "image/jpeg",
@@ -56,6 +64,17 @@ class UnsupportedUpload(UnsupportedMediaType):
 
 class EmptyUpload(ValidationFailed):
     default_message = "The file is empty"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The store refused or failed the write (a folder not writable, S3 answering 5xx after
+    its retries): the request is refused, nothing is kept, and the client may retry."""
+
+    default_message = "File storage is unavailable; try again shortly"
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)})
 
 
 def media_type(value: str) -> str:
@@ -151,6 +170,8 @@ class ReceivingStorage(ABC):
     writes the checked bytes under the key (``_write``)."""
 
     backend: ClassVar[str]
+    failures: ClassVar[tuple[type[Exception], ...]] = (OSError,)
+    """What the backend raises when the store itself fails, as opposed to the upload."""
     settings: Settings
 
     async def save(
@@ -160,6 +181,10 @@ class ReceivingStorage(ABC):
             upload = await CheckedUpload.start(chunks, declared_type, self.settings)
             key = new_key(upload.content_type)
             await self._write(key, upload)
+        except self.failures as exc:
+            UPLOADS.labels(self.backend, "error").inc()
+            log.error("storing an upload failed", backend=self.backend, error=str(exc))
+            raise StorageUnavailable() from exc
         except Exception as exc:
             UPLOADS.labels(self.backend, _outcome(exc)).inc()
             raise

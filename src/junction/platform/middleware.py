@@ -31,6 +31,8 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 ACCEPTED_MEDIA_TYPES = ("application/json", "multipart/form-data")
 _MULTIPART_OVERHEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def route_template(scope: Scope) -> str:
@@ -85,6 +87,7 @@ class RequestContextMiddleware:
 
         try:
             limit, rejection = self._check_body(scope, headers)
+            rejection = _oversized_headers(scope) or rejection
             if rejection is not None:
                 await _send_error(send_with_request_id, *rejection)
             else:
@@ -141,6 +144,17 @@ class RequestContextMiddleware:
 
 def _media_type(headers: Headers) -> str:
     return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _oversized_headers(scope: Scope) -> tuple[int, str] | None:
+    """431 for more header lines or bytes than any client of Junction sends: the HTTP server
+    takes headers of any size, and each one costs memory and CPU on every layer."""
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    if len(raw) > MAX_HEADERS:
+        return 431, f"More than {MAX_HEADERS} request headers"
+    if sum(len(name) + len(value) for name, value in raw) > MAX_HEADER_BYTES:
+        return 431, f"The request headers are larger than {MAX_HEADER_BYTES} bytes"
+    return None
 
 
 def _accepted_media_type(media_type: str) -> bool:

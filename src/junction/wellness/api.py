@@ -135,7 +135,7 @@ async def list_runs(
 
 @router.get("/api/v1/sync/runs/{run_id}", summary="One run", responses={404: {}})
 async def get_run(run_id: int, session: ReadSession, _: ReadKey) -> SyncRunPublic:
-    run = await runs.get_run(session, run_id) if run_id < 2**53 else None
+    run = await runs.get_run(session, run_id) if 0 < run_id < 2**53 else None
     if run is None or run.integration != INTEGRATION:
         raise NotFound(f"sync run {run_id} does not exist")
     return SyncRunPublic.model_validate(run)

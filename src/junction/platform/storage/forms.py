@@ -97,6 +97,8 @@ async def read_fields(
         payload = await request.json()
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("The body must be a JSON object") from None
+    except RecursionError:  # Python's parser gives up on deep nesting this way
+        raise ValidationFailed("The body is nested too deeply") from None
     except ClientDisconnect:
         raise PayloadTooLarge() from None
     return validated(model, payload), None

@@ -11,6 +11,7 @@ from functools import partial
 
 import structlog
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from junction.chat import api as chat_api
@@ -145,6 +146,16 @@ def create_app(settings: Settings | None = None) -> Application:
     )
     app.state.settings = settings
     app.add_middleware(CachedReadsMiddleware, reads=events_api.CACHED_READS)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            max_age=settings.cors_max_age_seconds,
+        )
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)

@@ -317,6 +317,17 @@ class Settings(BaseSettings):
 
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Larger request bodies are refused with 413."""
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (https://app.example.com) whose browser pages may call the API; "
+        "empty (the default) turns CORS off. Comma-separated.",
+    )
+    cors_allow_credentials: bool = Field(
+        default=False, description="Whether those origins may send cookies and auth headers."
+    )
+    cors_max_age_seconds: int = Field(
+        default=600, ge=0, description="How long a browser may keep a preflight's answer."
+    )
     rate_limits: dict[str, str] = Field(
         default_factory=lambda: {
             "default": "600/minute",
@@ -368,7 +379,12 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "job_modules", "job_queues", "upload_allowed_types", "console_masked_keys", mode="before"
+        "job_modules",
+        "job_queues",
+        "upload_allowed_types",
+        "console_masked_keys",
+        "cors_allow_origins",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -77,7 +77,11 @@ class RequestContextMiddleware:
                 # Added, not set: no answer names its own request id, so there is nothing
                 # to replace, and a new list leaves the response's own headers as they were.
                 request_id_header = (_REQUEST_ID_RAW_NAME, request_id.encode())
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    request_id_header,
+                    *_security_headers(message.get("headers", ()), scope),
+                ]
             await send(message)
 
         async def refuse_oversized_body(message: str) -> None:
@@ -144,6 +148,25 @@ class RequestContextMiddleware:
 
 def _media_type(headers: Headers) -> str:
     return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def _security_headers(
+    present: list[tuple[bytes, bytes]], scope: Scope
+) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries, unless the response set its own; HSTS only over
+    TLS (a browser ignores it over plain HTTP, and it would pin a host still on HTTP)."""
+    names = {name.lower() for name, _ in present}
+    wanted = [*_SECURITY_HEADERS, _HSTS] if scope.get("scheme") == "https" else _SECURITY_HEADERS
+    return [header for header in wanted if header[0] not in names]
 
 
 def _oversized_headers(scope: Scope) -> tuple[int, str] | None:

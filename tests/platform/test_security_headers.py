@@ -17,7 +17,7 @@ EXPECTED = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "content-security-policy": "frame-ancestors 'none'",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
 }
 ANSWERS = [
     ("GET", "/up", None),

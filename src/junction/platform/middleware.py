@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from junction.platform.errors import error_body, internal_error_message
+from junction.platform.logging import write_access_line
 from junction.platform.metrics import observe_request
 
 log = structlog.get_logger("junction.access")
@@ -109,8 +110,8 @@ class RequestContextMiddleware:
             observe_request(scope["method"], route, status, duration)
             # Asked first: structlog builds the whole event before its level filter drops it.
             if _access_log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
+                write_access_line(
+                    request_id,
                     method=scope["method"],
                     route=route,
                     path=scope["path"],

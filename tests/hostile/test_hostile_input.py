@@ -67,6 +67,12 @@ QUERY_VALUES = [
     "\x00",
 ]
 NESTED = 100_000
+ADA_JSON = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "email": "ada@example.com",
+    "date_of_birth": "1985-12-10",
+}
 
 
 def json_bodies() -> Iterator[tuple[str, bytes]]:
@@ -393,3 +399,22 @@ async def test_xml_attacks_in_the_provider_feed_fail_the_run_and_store_nothing(
     assert run.errors, run
     async with database.reading() as session:
         assert await session.scalar(select(func.count()).select_from(Event)) == 0
+
+
+async def test_a_nul_character_in_text_is_never_a_server_error(
+    server: LiveServer, database: Database
+) -> None:
+    """PostgreSQL cannot store NUL in text; SQLite can. Either way, no 5xx."""
+    async with await attack_client(server, database) as client:
+        created = await client.post("/applications", json={"application": {"name": "ok"}})
+        token = created.json()["token"]
+        chat = (await client.post(f"/applications/{token}/chats")).json()["number"]
+        answers = [
+            await client.post("/applications", json={"application": {"name": "a\u0000b"}}),
+            await client.post(
+                f"/applications/{token}/chats/{chat}/messages",
+                json={"message": {"body": "x\u0000y"}},
+            ),
+            await client.post("/api/v1/users", json={**ADA_JSON, "first_name": "A\u0000"}),
+        ]
+    assert [a.status_code for a in answers if a.status_code >= 500] == []

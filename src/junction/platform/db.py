@@ -43,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from junction.platform.errors import ServiceUnavailable
+from junction.platform.errors import JunctionError, ServiceUnavailable, ValidationFailed
 from junction.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -350,11 +350,25 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _sqlstate(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None)
+    return str(getattr(cause, "sqlstate", "") or getattr(cause, "pgcode", "") or "")
+
+
 def _raise_if_unavailable(exc: Exception) -> None:
-    if not isinstance(exc, ServiceUnavailable) and database_unavailable(exc):
+    """A lost database becomes 503; a value the database cannot store (SQLSTATE class 22:
+    a NUL character in text, a number out of range) a 422 rather than a 500."""
+    if isinstance(exc, JunctionError):
+        return
+    if database_unavailable(exc):
         raise ServiceUnavailable(
             "The database is unavailable; try again shortly",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from exc
+    if isinstance(exc, DBAPIError) and _sqlstate(exc).startswith("22"):
+        raise ValidationFailed(
+            "A value in the request cannot be stored (a NUL character, or a number or date "
+            "out of range)"
         ) from exc
 
 

@@ -92,7 +92,7 @@ class RequestContextMiddleware:
 
         try:
             limit, rejection = self._check_body(scope, headers)
-            rejection = _oversized_headers(scope) or rejection
+            rejection = _oversized_headers(scope) or _nul_in_url(scope) or rejection
             if rejection is not None:
                 await _send_error(send_with_request_id, *rejection)
             else:
@@ -170,6 +170,15 @@ def _security_headers(
     names = {name.lower() for name, _ in present}
     wanted = [*_SECURITY_HEADERS, _HSTS] if scope.get("scheme") == "https" else _SECURITY_HEADERS
     return [header for header in wanted if header[0] not in names]
+
+
+def _nul_in_url(scope: Scope) -> tuple[int, str] | None:
+    """400 for a NUL character in the path or the query: no id or filter holds one, and
+    PostgreSQL refuses it in text, which would turn a bad request into an error."""
+    query: bytes = scope.get("query_string", b"")
+    if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+        return 400, "NUL characters are not accepted in the URL"
+    return None
 
 
 def _oversized_headers(scope: Scope) -> tuple[int, str] | None:

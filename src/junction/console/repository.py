@@ -130,10 +130,6 @@ async def count_matching(session: AsyncSession, wanted: JobFilter) -> int:
     return int(count or 0)
 
 
-async def job_names(session: AsyncSession) -> list[str]:
-    return list((await session.scalars(select(Job.name).distinct().order_by(Job.name))).all())
-
-
 async def job_holding(session: AsyncSession, unique_key: str, other_than: int) -> int | None:
     """The queued or running job that holds ``unique_key``, if it is not ``other_than``."""
     holder: int | None = await session.scalar(
